@@ -1,0 +1,157 @@
+"""`mtil ingest` and `mtil info`: validate demonstration files, write a manifest, summarize.
+
+Nothing is written unless every input validates, and source files are only ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from mtil.datasets.errors import DataError, UserError
+from mtil.datasets.manifest import build_manifest, load_manifest
+from mtil.datasets.schema import inspect_file
+
+
+@dataclass
+class IngestConfig:
+    """Validate HDF5 demonstration files and write DIR/manifest.json and DIR/stats.json."""
+
+    sources: list[str]
+    """HDF5 files (robomimic layout or LIBERO's variant)."""
+    out: str
+    """Output directory; created, or must be empty unless --overwrite."""
+    instruction: list[str] = field(default_factory=list)
+    """Instruction for files without language: one for all files, or one per file in order."""
+    valid_fraction: float = 0.1
+    """Share of each task's demos held out as `valid` when a file has no train/valid mask."""
+    seed: int = 0
+    """Seed of the generated train/valid split."""
+    overwrite: bool = False
+    """Replace an existing manifest in --out."""
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def ingest(cfg: IngestConfig) -> dict:
+    out = os.path.abspath(cfg.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {cfg.out}: exists and is not a directory")
+    if os.path.isdir(out) and os.listdir(out) and not cfg.overwrite:
+        raise UserError(f"--out {cfg.out}: directory exists and is not empty (use --overwrite to replace)")
+    parent = os.path.dirname(out)
+    if not os.path.isdir(parent):
+        raise UserError(f"--out {cfg.out}: parent directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"--out {cfg.out}: parent directory is not writable")
+    for src in cfg.sources:
+        if os.path.abspath(src).startswith(out + os.sep):
+            raise UserError(f"{src}: a source file may not live inside --out")
+
+    n_demos = None
+    with tqdm(desc="statistics", unit="demo", leave=False, disable=None) as bar:
+        manifest, stats = build_manifest(cfg.sources, cfg.instruction, cfg.valid_fraction, cfg.seed,
+                                         progress=bar)
+        n_demos = len(manifest["demos"])
+
+    # Everything validated: only now touch the file system, via a temp dir renamed into place.
+    tmp = tempfile.mkdtemp(prefix=".ingest-", dir=parent)
+    try:
+        write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
+        write_json_atomic(os.path.join(tmp, "stats.json"), stats)
+        if not os.path.exists(out) or not os.listdir(out):
+            if os.path.isdir(out):
+                os.rmdir(out)
+            os.rename(tmp, out)
+        else:
+            for name in ("manifest.json", "stats.json"):
+                os.replace(os.path.join(tmp, name), os.path.join(out, name))
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"ingested {len(manifest['files'])} file(s), {len(manifest['tasks'])} task(s), {n_demos} demos "
+          f"({manifest['split']['train']} train / {manifest['split']['valid']} valid) -> {cfg.out}")
+    return manifest
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def info(paths: list[str], instruction: str | None = None) -> tuple[str, int]:
+    """A readable summary of HDF5 files or ingest directories; returns (text, number of problems)."""
+    if not paths:
+        raise UserError("no paths given")
+    out: list[str] = []
+    n_problems = 0
+    for path in paths:
+        if os.path.isdir(path):
+            manifest, _ = load_manifest(path)
+            out.append(f"== {path} (ingested manifest, {len(manifest['files'])} file(s))")
+            out.append(_table([[str(t["id"]), t["instruction"], str(t["num_demos"]), str(t["num_steps"]),
+                                f"{t['num_train']}/{t['num_valid']}"] for t in manifest["tasks"]],
+                              ["task", "instruction", "demos", "steps", "train/valid"]))
+            out.append(_table([[k, "x".join(map(str, v["shape"])), v["dtype"],
+                                "image" if v["image"] else "low-dim"] for k, v in manifest["obs"].items()],
+                              ["obs key", "shape", "dtype", "kind"]))
+            out.append(f"action dim: {manifest['action_dim']}")
+            continue
+        fi = inspect_file(path, instruction)
+        out.append(f"== {path}  ({_fmt_bytes(fi.size_bytes)}, layout {fi.layout}"
+                   f"{', images stored upside down' if fi.flip_images else ''})")
+        if fi.demos:
+            tasks: dict[str, list[int]] = {}
+            for d in fi.demos:
+                tasks.setdefault(d.instruction or "(no instruction)", []).append(d.length)
+            out.append(_table([[text, str(len(ls)), str(sum(ls)), f"{min(ls)}..{max(ls)}"]
+                               for text, ls in tasks.items()], ["task", "demos", "steps", "length"]))
+        if fi.obs:
+            stored = {v: k for k, v in fi.key_map.items()}
+            out.append(_table([[k, stored.get(k, k), "x".join(map(str, v.shape)), v.dtype,
+                                "compressed" if v.compressed else "contiguous"] for k, v in fi.obs.items()],
+                              ["obs key", "stored as", "shape", "dtype", "storage"]))
+        if fi.action_dim is not None:
+            env = (fi.env_args or {}).get("env_name", "-")
+            out.append(f"action dim: {fi.action_dim}   env: {env}   masks: "
+                       f"{', '.join(f'{k}={len(v)}' for k, v in fi.masks.items()) or '-'}")
+        if fi.problems:
+            out.append(f"problems ({len(fi.problems)}):")
+            out.extend(f"  - {p}" for p in fi.problems)
+        else:
+            out.append("problems: none")
+        n_problems += len(fi.problems)
+        out.append("")
+    return "\n".join(out).rstrip() + "\n", n_problems
+
+
+__all__ = ["IngestConfig", "ingest", "info", "write_json_atomic", "DataError"]

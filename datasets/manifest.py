@@ -1,0 +1,156 @@
+"""The manifest: what a set of demonstration files holds, as one JSON-able dict.
+
+``build_manifest`` validates the files (raising ``DataError``), assigns every demo a task (by its
+instruction text) and a split, and computes streaming statistics of actions and low-dim observations
+over the training split. ``mtil ingest`` writes the result to ``DIR/manifest.json`` + ``DIR/stats.json``;
+training can also build it in memory straight from HDF5 paths.
+
+Manifest schema (version 1)::
+
+    files: [{path, layout, size_bytes, num_demos, num_steps, env_args, flip_images, key_map}]
+    tasks: [{id, instruction, num_demos, num_steps, num_train, num_valid}]
+    demos: [{file, name, task, length, split}]          # file = index into files
+    obs:   {key: {shape, dtype, image, compressed}}      # canonical keys (LIBERO *_rgb -> *_image)
+    action_dim, split: {source, valid_fraction, seed, train, valid}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from mtil.datasets.errors import UserError
+from mtil.datasets.schema import FileInfo, is_image_key, validate_files
+from mtil.datasets.stats import RunningStats
+
+MANIFEST_VERSION = 1
+
+
+def _split_demos(info: FileInfo, task_of: dict[str, int], valid_fraction: float, seed: int) -> dict[str, str]:
+    """Use the file's train/valid masks when present; otherwise hold out a seeded fraction per task."""
+    names = [d.name for d in info.demos]
+    if "train" in info.masks or "valid" in info.masks:
+        valid = set(info.masks.get("valid", []))
+        if "train" in info.masks:
+            train = set(info.masks["train"])
+            return {n: "train" if n in train else ("valid" if n in valid else "unused") for n in names}
+        return {n: "valid" if n in valid else "train" for n in names}
+    split = {n: "train" for n in names}
+    by_task: dict[int, list[str]] = {}
+    for n in names:
+        by_task.setdefault(task_of[n], []).append(n)
+    for task, members in by_task.items():
+        n_valid = int(np.floor(len(members) * valid_fraction + 0.5))
+        n_valid = min(n_valid, len(members) - 1)
+        if n_valid <= 0:
+            continue
+        rng = np.random.default_rng([seed, task, len(members)])
+        for i in rng.permutation(len(members))[:n_valid]:
+            split[members[i]] = "valid"
+    return split
+
+
+def build_manifest(paths: list[str], instructions: list[str] | None = None, valid_fraction: float = 0.1,
+                   seed: int = 0, progress=None) -> tuple[dict, dict]:
+    """Validate ``paths`` and return ``(manifest, stats)``; raises ``DataError`` naming every problem."""
+    if not paths:
+        raise UserError("no input files given")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise UserError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
+    infos = validate_files(list(paths), instructions)
+    tasks: list[dict] = []
+    task_index: dict[str, int] = {}
+    demos: list[dict] = []
+    files: list[dict] = []
+    for fi, info in enumerate(infos):
+        task_of = {}
+        for d in info.demos:
+            if d.instruction not in task_index:
+                task_index[d.instruction] = len(tasks)
+                tasks.append({"id": len(tasks), "instruction": d.instruction, "num_demos": 0, "num_steps": 0,
+                              "num_train": 0, "num_valid": 0})
+            task_of[d.name] = task_index[d.instruction]
+        split = _split_demos(info, task_of, valid_fraction, seed)
+        for d in info.demos:
+            t = tasks[task_of[d.name]]
+            t["num_demos"] += 1
+            t["num_steps"] += d.length
+            if split[d.name] in ("train", "valid"):
+                t[f"num_{split[d.name]}"] += 1
+            demos.append({"file": fi, "name": d.name, "task": task_of[d.name], "length": d.length,
+                          "split": split[d.name]})
+        files.append({"path": info.path, "layout": info.layout, "size_bytes": info.size_bytes,
+                      "num_demos": len(info.demos), "num_steps": info.num_steps, "env_args": info.env_args,
+                      "flip_images": info.flip_images, "key_map": info.key_map})
+    ref = infos[0]
+    obs = {k: {"shape": list(v.shape), "dtype": v.dtype, "image": is_image_key(k),
+               "compressed": any(i.obs[k].compressed for i in infos)} for k, v in sorted(ref.obs.items())}
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "files": files,
+        "tasks": tasks,
+        "demos": demos,
+        "obs": obs,
+        "action_dim": ref.action_dim,
+        "split": {"source": "mask" if any(i.masks for i in infos) else "generated",
+                  "valid_fraction": valid_fraction, "seed": seed,
+                  "train": sum(d["split"] == "train" for d in demos),
+                  "valid": sum(d["split"] == "valid" for d in demos)},
+    }
+    return manifest, compute_stats(manifest, progress=progress)
+
+
+def compute_stats(manifest: dict, split: str = "train", progress=None) -> dict:
+    """Mean/std/min/max per dimension of actions and every low-dim obs key, over ``split`` demos."""
+    keys = [k for k, v in manifest["obs"].items() if not v["image"]]
+    running = {"actions": RunningStats(), **{f"obs/{k}": RunningStats() for k in keys}}
+    selected = [d for d in manifest["demos"] if d["split"] == split] or manifest["demos"]
+    by_file: dict[int, list[dict]] = {}
+    for d in selected:
+        by_file.setdefault(d["file"], []).append(d)
+    for fi, ds in by_file.items():
+        finfo = manifest["files"][fi]
+        stored = {v: k for k, v in finfo["key_map"].items()}
+        with h5py.File(finfo["path"], "r") as f:
+            for d in ds:
+                g = f["data"][d["name"]]
+                running["actions"].update(g["actions"][()])
+                for k in keys:
+                    running[f"obs/{k}"].update(g["obs"][stored.get(k, k)][()])
+                if progress is not None:
+                    progress.update(1)
+    return {name: rs.to_dict() for name, rs in running.items()}
+
+
+def load_manifest(path: str) -> tuple[dict, dict | None]:
+    """Load ``DIR/manifest.json`` (and ``stats.json`` beside it) written by ``mtil ingest``."""
+    mpath = os.path.join(path, "manifest.json") if os.path.isdir(path) else path
+    try:
+        with open(mpath) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no manifest.json (run `mtil ingest` first or pass HDF5 files)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise UserError(f"{mpath}: manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}")
+    spath = os.path.join(os.path.dirname(mpath), "stats.json")
+    stats = None
+    if os.path.exists(spath):
+        with open(spath) as f:
+            stats = json.load(f)
+    return manifest, stats
+
+
+def manifest_from_inputs(inputs: list[str], instructions: list[str] | None = None,
+                         valid_fraction: float = 0.1, seed: int = 0) -> tuple[dict, dict]:
+    """An ingest directory, or HDF5 files validated on the fly. Used by training and `mtil info`."""
+    if len(inputs) == 1 and os.path.isdir(inputs[0]):
+        manifest, stats = load_manifest(inputs[0])
+        if stats is None:
+            stats = compute_stats(manifest)
+        return manifest, stats
+    return build_manifest(inputs, instructions, valid_fraction, seed)

@@ -1,0 +1,289 @@
+"""Schema and validation of demonstration files (robomimic's HDF5 layout and LIBERO's variant).
+
+Layout (DESIGN.md §3)::
+
+    data                      attrs: total (int), env_args (JSON), optional problem_info (JSON, LIBERO)
+    data/demo_<n>             attrs: num_samples, optional language_instruction, model_file
+        actions   (T, A) float
+        states    (T, S)        optional, for replay
+        rewards   (T,), dones (T,)  optional
+        obs/<key> (T, ...)      images: uint8 (T, H, W, 3), keys ending in _image (or _rgb in LIBERO)
+        next_obs/<key>          optional
+    mask/<filter>             arrays of demo names (train, valid, ...)
+
+``inspect_file`` reads a file without ever writing to it and returns a ``FileInfo`` listing every problem
+found (it does not stop at the first); ``validate_files`` raises ``DataError`` if any file has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from mtil.datasets.errors import DataError, Problem
+
+IMAGE_SUFFIXES = ("_image", "_rgb")
+
+
+def is_image_key(key: str) -> bool:
+    return key.endswith(IMAGE_SUFFIXES)
+
+
+def demo_sort_key(name: str) -> tuple[int, str]:
+    m = re.search(r"(\d+)$", name)
+    return (int(m.group(1)) if m else -1, name)
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value.item())
+    return str(value)
+
+
+@dataclass
+class DemoInfo:
+    name: str
+    length: int
+    instruction: str | None
+
+
+@dataclass
+class KeyInfo:
+    shape: tuple[int, ...]  # per step, e.g. (84, 84, 3)
+    dtype: str
+    compressed: bool  # gzip/lzf or chunked: cannot be memory-mapped
+
+
+@dataclass
+class FileInfo:
+    path: str
+    size_bytes: int = 0
+    layout: str = "robomimic"  # or "libero"
+    env_args: dict | None = None
+    file_instruction: str | None = None
+    demos: list[DemoInfo] = field(default_factory=list)
+    obs: dict[str, KeyInfo] = field(default_factory=dict)  # by canonical key
+    key_map: dict[str, str] = field(default_factory=dict)  # stored key -> canonical key
+    flip_images: bool = False  # stored upside down (OpenGL convention): flip rows on read
+    action_dim: int | None = None
+    masks: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def num_steps(self) -> int:
+        return sum(d.length for d in self.demos)
+
+    def stored_key(self, canonical: str) -> str:
+        for stored, canon in self.key_map.items():
+            if canon == canonical:
+                return stored
+        return canonical
+
+
+def canonical_key(key: str) -> str:
+    """LIBERO's ``agentview_rgb`` is our ``agentview_image``; other keys keep their names."""
+    return key[: -len("_rgb")] + "_image" if key.endswith("_rgb") else key
+
+
+def _parse_json_attr(attrs, name: str, info: FileInfo, where: str) -> dict | None:
+    if name not in attrs:
+        return None
+    try:
+        value = json.loads(_text(attrs[name]))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        info.problems.append(Problem(info.path, f"{where}.attrs['{name}']", f"is not valid JSON ({e.msg})"))
+        return None
+    if not isinstance(value, dict):
+        info.problems.append(Problem(info.path, f"{where}.attrs['{name}']", "is JSON but not an object"))
+        return None
+    return value
+
+
+def inspect_file(path: str, instruction: str | None = None, check_values: bool = True) -> FileInfo:
+    """Read ``path`` (never writing) and describe it; every problem found goes to ``info.problems``.
+
+    ``instruction`` is used for demos that carry no language of their own. ``check_values`` scans
+    actions and low-dim observations for NaN/inf (images are uint8 and need no scan).
+    """
+    info = FileInfo(path=os.path.abspath(path))
+    if not os.path.exists(path):
+        info.problems.append(Problem(path, "", "file does not exist"))
+        return info
+    if os.path.isdir(path):
+        info.problems.append(Problem(path, "", "is a directory, expected an HDF5 file"))
+        return info
+    info.size_bytes = os.path.getsize(path)
+    try:
+        if not h5py.is_hdf5(path):
+            info.problems.append(Problem(path, "", "is not an HDF5 file"))
+            return info
+        with h5py.File(path, "r") as f:
+            _inspect_open_file(f, info, instruction, check_values)
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        # h5py raises these for truncated or corrupt files, often only when a dataset is read.
+        info.problems.append(Problem(path, "", f"cannot be read, truncated or corrupt? ({e})"))
+    return info
+
+
+def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, check_values: bool) -> None:
+    p = info.problems
+    if "data" not in f or not isinstance(f["data"], h5py.Group):
+        p.append(Problem(info.path, "data", "missing: not a robomimic-layout file (no 'data' group)"))
+        return
+    data = f["data"]
+    info.env_args = _parse_json_attr(data.attrs, "env_args", info, "data")
+    problem_info = _parse_json_attr(data.attrs, "problem_info", info, "data")
+    if problem_info and problem_info.get("language_instruction"):
+        text = problem_info["language_instruction"]
+        info.file_instruction = " ".join(text) if isinstance(text, list) else str(text)
+
+    names = sorted((k for k in data.keys() if isinstance(data[k], h5py.Group)), key=demo_sort_key)
+    if not names:
+        p.append(Problem(info.path, "data", "contains no demos"))
+        return
+
+    stored_keys: list[str] | None = None
+    for name in names:
+        where = f"data/{name}"
+        g = data[name]
+        demo_instruction = _text(g.attrs["language_instruction"]) if "language_instruction" in g.attrs else None
+        text = demo_instruction or info.file_instruction or instruction
+        if not text or not text.strip():
+            p.append(Problem(info.path, where, "has no language instruction (give one with --instruction)"))
+        if "actions" not in g:
+            p.append(Problem(info.path, where, "has no 'actions' dataset"))
+            continue
+        actions = g["actions"]
+        if actions.ndim != 2 or actions.dtype.kind != "f":
+            p.append(Problem(info.path, f"{where}/actions",
+                             f"must be a (T, A) float array, found shape {actions.shape} dtype {actions.dtype}"))
+            continue
+        T = actions.shape[0]
+        if T == 0:
+            p.append(Problem(info.path, where, "is empty (0 steps)"))
+            continue
+        if info.action_dim is None:
+            info.action_dim = actions.shape[1]
+        elif actions.shape[1] != info.action_dim:
+            p.append(Problem(info.path, f"{where}/actions",
+                             f"has action dim {actions.shape[1]}, other demos have {info.action_dim}"))
+        if check_values:
+            a = actions[()]
+            bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+            if bad.size:
+                p.append(Problem(info.path, f"{where}/actions", f"contains NaN/inf at step {int(bad[0])}"))
+        if "num_samples" in g.attrs and int(g.attrs["num_samples"]) != T:
+            p.append(Problem(info.path, where,
+                             f"attr num_samples={int(g.attrs['num_samples'])} but actions has {T} steps"))
+        for opt in ("states", "rewards", "dones"):
+            if opt in g and (g[opt].ndim == 0 or g[opt].shape[0] != T):
+                p.append(Problem(info.path, f"{where}/{opt}", f"has {g[opt].shape[:1]} steps, actions has {T}"))
+        if "obs" not in g:
+            p.append(Problem(info.path, where, "has no 'obs' group"))
+            continue
+        keys = sorted(g["obs"].keys())
+        if stored_keys is None:
+            stored_keys = keys
+        elif keys != stored_keys:
+            p.append(Problem(info.path, f"{where}/obs", f"has keys {keys}, first demo has {stored_keys}"))
+        for key in keys:
+            _check_obs(g["obs"][key], f"{where}/obs/{key}", key, T, info, check_values)
+        info.demos.append(DemoInfo(name, T, text.strip() if text else None))
+
+    if any(k.endswith("_rgb") for k in stored_keys or []) or (problem_info is not None):
+        info.layout = "libero"
+    info.key_map = {k: canonical_key(k) for k in stored_keys or []}
+    convention = (info.env_args or {}).get("image_convention")
+    info.flip_images = convention == "opengl" or (convention is None and info.layout == "libero")
+
+    if "total" in data.attrs:
+        total = int(data.attrs["total"])
+        actual = sum(d.length for d in info.demos)
+        if total != actual and not p:
+            p.append(Problem(info.path, "data.attrs['total']", f"is {total} but the demos hold {actual} steps"))
+
+    if "mask" in f:
+        present = set(names)
+        for filt in f["mask"].keys():
+            demo_names = [_text(x) for x in np.asarray(f["mask"][filt][()]).reshape(-1)]
+            missing = [n for n in demo_names if n not in present]
+            if missing:
+                p.append(Problem(info.path, f"mask/{filt}", f"names missing demo '{missing[0]}'"))
+            info.masks[filt] = demo_names
+
+
+def _check_obs(ds, where: str, key: str, T: int, info: FileInfo, check_values: bool) -> None:
+    p = info.problems
+    if not isinstance(ds, h5py.Dataset):
+        p.append(Problem(info.path, where, "is a group, expected a dataset"))
+        return
+    if ds.ndim == 0 or ds.shape[0] != T:
+        p.append(Problem(info.path, where, f"has {ds.shape[:1] or 0} steps but actions has {T}"))
+        return
+    compressed = ds.compression is not None or ds.chunks is not None
+    if is_image_key(key):
+        if ds.ndim != 4 or ds.shape[-1] != 3:
+            p.append(Problem(info.path, where, f"image must be (T, H, W, 3), found shape {ds.shape}"))
+            return
+        if ds.dtype != np.uint8:
+            p.append(Problem(info.path, where, f"image must be uint8, found {ds.dtype}"))
+            return
+    else:
+        if ds.dtype.kind not in "fiub":
+            p.append(Problem(info.path, where, f"low-dim obs must be numeric, found {ds.dtype}"))
+            return
+        if check_values and ds.dtype.kind == "f":
+            v = ds[()]
+            bad = np.flatnonzero(~np.isfinite(v.reshape(T, -1)).all(axis=1))
+            if bad.size:
+                p.append(Problem(info.path, where, f"contains NaN/inf at step {int(bad[0])}"))
+    canon = canonical_key(key)
+    ki = KeyInfo(tuple(int(s) for s in ds.shape[1:]), str(ds.dtype), compressed)
+    old = info.obs.get(canon)
+    if old is None:
+        info.obs[canon] = ki
+    elif old.shape != ki.shape or old.dtype != ki.dtype:
+        p.append(Problem(info.path, where, f"shape {ki.shape} {ki.dtype} differs from other demos' "
+                                           f"{old.shape} {old.dtype}"))
+    elif compressed:
+        old.compressed = True
+
+
+def validate_files(paths: list[str], instructions: list[str] | None = None) -> list[FileInfo]:
+    """Inspect every file and check they agree with each other; raise ``DataError`` listing all problems.
+
+    ``instructions``: none, one for every file, or one per file (for files with no language of their own).
+    """
+    instructions = instructions or []
+    if len(instructions) not in (0, 1, len(paths)):
+        raise DataError([Problem("--instruction", "", f"give one instruction or one per file ({len(paths)}), "
+                                                      f"got {len(instructions)}")])
+    infos = []
+    for i, path in enumerate(paths):
+        text = instructions[0] if len(instructions) == 1 else (instructions[i] if instructions else None)
+        infos.append(inspect_file(path, text))
+    problems = [pr for info in infos for pr in info.problems]
+    ok = [i for i in infos if not i.problems]
+    if ok:
+        ref = ok[0]
+        for info in ok[1:]:
+            if info.action_dim != ref.action_dim:
+                problems.append(Problem(info.path, "data/*/actions",
+                                        f"action dim {info.action_dim} differs from {ref.path} ({ref.action_dim})"))
+            for key in sorted(set(ref.obs) ^ set(info.obs)):
+                problems.append(Problem(info.path, f"obs/{key}",
+                                        f"observation keys differ from {ref.path} ({key} is in only one)"))
+            for key in set(ref.obs) & set(info.obs):
+                if ref.obs[key].shape != info.obs[key].shape:
+                    problems.append(Problem(info.path, f"obs/{key}", f"shape {info.obs[key].shape} differs from "
+                                                                     f"{ref.path} ({ref.obs[key].shape})"))
+    if problems:
+        raise DataError(problems)
+    return infos

@@ -1,0 +1,237 @@
+"""Windowed dataset over validated demonstration files.
+
+One sample = one time step t of one demo::
+
+    obs[key]     (obs_horizon, H, W, 3) uint8 for images, (obs_horizon, D) float32 for low-dim
+    obs_pad      (obs_horizon,) bool   frames before the demo's start (edge-padded with frame 0)
+    actions      (action_horizon, A) float32, a_t .. a_{t+H-1}
+    action_pad   (action_horizon,) bool  steps past the demo's end (edge-padded with the last action)
+    task         () int64, index into manifest["tasks"]
+    index        () int64, the global step index
+    goal[key]    (H, W, 3) uint8 / (D,) float32, only with goal sampling: a frame from the demo's future
+    goal_step    () int64, the goal's time step within the demo
+
+Images stay uint8 until the policy's device. Storage of images, by ``image_mode``:
+
+- ``mmap``: uncompressed contiguous HDF5 datasets are memory-mapped at the byte offset h5py reports: zero
+  copy, pages shared by every DataLoader worker, no h5py handle crosses a fork.
+- ``ram``: every image decoded once into one uint8 array per key (workers share it copy-on-write).
+- ``h5py``: one lazily opened read-only handle per file per worker process.
+- ``auto`` (default): mmap when every image dataset allows it, else ram when it fits ``ram_budget``,
+  else h5py. ``describe()`` says which was chosen and how many bytes it holds.
+
+Keys passed to ``__getitem__`` may carry a draw number (``key = index + N * draw``, see
+``StratifiedTaskBatchSampler(tag_draws=True)``) so that goal sampling is fresh at every visit yet fully
+determined by (seed, index, draw).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import psutil
+import torch
+
+from mtil.datasets.errors import UserError
+
+
+@dataclass
+class GoalSampling:
+    """Hindsight goals: a frame uniform over the demo's future (t, T-1], or the final frame."""
+
+    max_offset: int | None = None  # goal at most this many steps after t
+    final: bool = False  # always the demo's last frame
+    seed: int = 0
+
+
+class WindowedDataset(torch.utils.data.Dataset):
+    def __init__(self, manifest: dict, split: str | None = "train", obs_keys: list[str] | None = None,
+                 obs_horizon: int = 1, action_horizon: int = 1, image_mode: str = "auto",
+                 ram_budget: int | None = None, goal: GoalSampling | None = None):
+        if obs_horizon < 1 or action_horizon < 1:
+            raise UserError(f"obs_horizon and action_horizon must be >= 1, got {obs_horizon}, {action_horizon}")
+        if image_mode not in ("auto", "mmap", "ram", "h5py"):
+            raise UserError(f"image_mode must be auto|mmap|ram|h5py, got {image_mode!r}")
+        self.manifest = manifest
+        self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
+        self.goal = goal
+        all_keys = list(manifest["obs"])
+        self.obs_keys = list(obs_keys) if obs_keys is not None else all_keys
+        unknown = [k for k in self.obs_keys if k not in manifest["obs"]]
+        if unknown:
+            raise UserError(f"obs key {unknown[0]!r} is not in the data (have: {', '.join(all_keys)})")
+        self.image_keys = [k for k in self.obs_keys if manifest["obs"][k]["image"]]
+        self.lowdim_keys = [k for k in self.obs_keys if not manifest["obs"][k]["image"]]
+        self.demos = [d for d in manifest["demos"] if split is None or d["split"] == split]
+        if not self.demos:
+            raise UserError(f"no demos in split {split!r}")
+        lengths = np.array([d["length"] for d in self.demos], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.lengths = lengths
+        self.num_samples = int(lengths.sum())
+        self.step_task = np.repeat(np.array([d["task"] for d in self.demos], dtype=np.int64), lengths)
+        if goal is not None:
+            if goal.max_offset is not None and goal.max_offset < 1:
+                raise UserError(f"goal max offset must be >= 1, got {goal.max_offset}")
+            if goal.max_offset is not None and goal.max_offset >= int(lengths.max()):
+                raise UserError(f"goal max offset {goal.max_offset} is not shorter than any demo "
+                                f"(longest has {int(lengths.max())} steps): it would never limit anything")
+
+        self._load_lowdim()
+        self.image_mode, self.image_bytes = self._plan_images(image_mode, ram_budget)
+        self._pid = None
+        self._handles: dict[str, h5py.File] = {}
+        self._maps: dict[tuple[int, str], np.ndarray] = {}
+
+    # ---------------------------------------------------------------- loading
+    def _stored(self, demo: dict, key: str) -> str:
+        stored = {v: k for k, v in self.manifest["files"][demo["file"]]["key_map"].items()}
+        return stored.get(key, key)
+
+    def _by_file(self):
+        groups: dict[int, list[int]] = {}
+        for i, d in enumerate(self.demos):
+            groups.setdefault(d["file"], []).append(i)
+        return groups.items()
+
+    def _load_lowdim(self) -> None:
+        """Actions and low-dim obs are small: one float32 array each, all demos concatenated."""
+        A = self.manifest["action_dim"]
+        self.actions = np.empty((self.num_samples, A), np.float32)
+        self.lowdim = {k: np.empty((self.num_samples, *self.manifest["obs"][k]["shape"]), np.float32)
+                       for k in self.lowdim_keys}
+        for fi, members in self._by_file():
+            with h5py.File(self.manifest["files"][fi]["path"], "r") as f:
+                for i in members:
+                    d, s = self.demos[i], slice(self.starts[i], self.starts[i] + self.lengths[i])
+                    g = f["data"][d["name"]]
+                    self.actions[s] = g["actions"][()]
+                    for k in self.lowdim_keys:
+                        self.lowdim[k][s] = g["obs"][self._stored(d, k)][()]
+
+    def _plan_images(self, mode: str, ram_budget: int | None) -> tuple[str, int]:
+        nbytes = sum(self.num_samples * int(np.prod(self.manifest["obs"][k]["shape"])) for k in self.image_keys)
+        if not self.image_keys:
+            return "none", 0
+        self.offsets: dict[tuple[int, str], int] = {}
+        mappable = True
+        for fi, members in self._by_file():
+            with h5py.File(self.manifest["files"][fi]["path"], "r") as f:
+                for i in members:
+                    for k in self.image_keys:
+                        ds = f["data"][self.demos[i]["name"]]["obs"][self._stored(self.demos[i], k)]
+                        off = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+                        if off is None:
+                            mappable = False
+                        else:
+                            self.offsets[(i, k)] = int(off)
+        if mode == "auto":
+            budget = ram_budget if ram_budget is not None else psutil.virtual_memory().available // 2
+            mode = "mmap" if mappable else ("ram" if nbytes <= budget else "h5py")
+        if mode == "mmap" and not mappable:
+            raise UserError("image_mode 'mmap' needs uncompressed, unchunked image datasets; "
+                            "these files are compressed or chunked (use 'ram' or 'h5py')")
+        if mode == "ram":
+            self.ram = {k: np.empty((self.num_samples, *self.manifest["obs"][k]["shape"]), np.uint8)
+                        for k in self.image_keys}
+            for fi, members in self._by_file():
+                with h5py.File(self.manifest["files"][fi]["path"], "r") as f:
+                    for i in members:
+                        d, s = self.demos[i], slice(self.starts[i], self.starts[i] + self.lengths[i])
+                        for k in self.image_keys:
+                            f["data"][d["name"]]["obs"][self._stored(d, k)].read_direct(self.ram[k], dest_sel=s)
+        return mode, nbytes
+
+    def describe(self) -> str:
+        gb = self.image_bytes / 2**30
+        how = {"mmap": "memory-mapped from the HDF5 files (zero copy, shared by workers)",
+               "ram": "decoded into RAM once (shared copy-on-write by workers)",
+               "h5py": "read through one lazily opened h5py handle per worker",
+               "none": "no image keys"}[self.image_mode]
+        return (f"{len(self.demos)} demos, {self.num_samples} steps, {len(self.manifest['tasks'])} tasks; "
+                f"images ({gb:.2f} GiB uint8) {how}")
+
+    # ---------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def task_indices(self) -> list[np.ndarray]:
+        """Global sample indices of each task (index = task id); empty for tasks absent from this split."""
+        return [np.flatnonzero(self.step_task == t) for t in range(len(self.manifest["tasks"]))]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"], state["_maps"], state["_pid"] = {}, {}, None
+        return state
+
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():  # first use in this (worker) process: never reuse a forked handle
+            self._pid, self._handles, self._maps = os.getpid(), {}, {}
+
+    def _frames(self, i: int, key: str, ts: np.ndarray) -> np.ndarray:
+        """Frames ``ts`` (demo-relative, sorted) of demo ``i`` for image ``key``: (len(ts), H, W, 3)."""
+        d = self.demos[i]
+        if self.image_mode == "ram":
+            out = self.ram[key][self.starts[i] + ts]
+        elif self.image_mode == "mmap":
+            m = self._maps.get((i, key))
+            if m is None:
+                shape = (int(self.lengths[i]), *self.manifest["obs"][key]["shape"])
+                m = np.memmap(self.manifest["files"][d["file"]]["path"], np.uint8, "r",
+                              offset=self.offsets[(i, key)], shape=shape)
+                self._maps[(i, key)] = m
+            out = m[ts]
+        else:
+            path = self.manifest["files"][d["file"]]["path"]
+            f = self._handles.get(path)
+            if f is None:
+                f = self._handles[path] = h5py.File(path, "r")
+            lo, hi = int(ts.min()), int(ts.max()) + 1
+            out = f["data"][d["name"]]["obs"][self._stored(d, key)][lo:hi][ts - lo]
+        if self.manifest["files"][d["file"]]["flip_images"]:
+            out = out[:, ::-1]
+        return np.ascontiguousarray(out)
+
+    def __getitem__(self, key) -> dict:
+        self._check_process()
+        key = int(key)
+        idx, draw = key % self.num_samples, key // self.num_samples
+        i = int(np.searchsorted(self.starts, idx, side="right") - 1)
+        t, T, s = idx - int(self.starts[i]), int(self.lengths[i]), int(self.starts[i])
+        raw_o = t - self.obs_horizon + 1 + np.arange(self.obs_horizon)
+        ts = np.clip(raw_o, 0, None)
+        raw_a = t + np.arange(self.action_horizon)
+        ta = np.clip(raw_a, None, T - 1)
+        obs = {k: torch.from_numpy(self._frames(i, k, ts)) for k in self.image_keys}
+        obs.update({k: torch.from_numpy(self.lowdim[k][s + ts]) for k in self.lowdim_keys})
+        sample = {
+            "obs": obs,
+            "obs_pad": torch.from_numpy(raw_o < 0),
+            "actions": torch.from_numpy(self.actions[s + ta]),
+            "action_pad": torch.from_numpy(raw_a > T - 1),
+            "task": torch.tensor(self.demos[i]["task"], dtype=torch.int64),
+            "index": torch.tensor(idx, dtype=torch.int64),
+        }
+        if self.goal is not None:
+            g = self.goal_step(idx, draw)
+            gt = np.array([g])
+            goal = {k: torch.from_numpy(self._frames(i, k, gt)[0]) for k in self.image_keys}
+            goal.update({k: torch.from_numpy(self.lowdim[k][s + g]) for k in self.lowdim_keys})
+            sample["goal"] = goal
+            sample["goal_step"] = torch.tensor(g, dtype=torch.int64)
+        return sample
+
+    def goal_step(self, idx: int, draw: int = 0) -> int:
+        """Demo-relative step of the goal for global step ``idx`` at visit ``draw``: uniform over
+        (t, min(T-1, t+max_offset)]; the last step's goal is itself, as it has no future."""
+        assert self.goal is not None
+        i = int(np.searchsorted(self.starts, idx, side="right") - 1)
+        t, T = idx - int(self.starts[i]), int(self.lengths[i])
+        if self.goal.final or t >= T - 1:
+            return T - 1
+        hi = T - 1 if self.goal.max_offset is None else min(T - 1, t + self.goal.max_offset)
+        rng = np.random.default_rng([self.goal.seed, idx, draw])
+        return int(rng.integers(t + 1, hi + 1))

@@ -1,0 +1,1 @@
+"""mtil.encoders: task encoders (language, demo video, goal image), vision backbones, FiLM."""

@@ -1,0 +1,1 @@
+"""mtil.pipeline: policy, training, simulated task suite, collection, evaluation, CLI."""
