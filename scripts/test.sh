@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install mtil with its test extras into a virtualenv and run the whole test suite (+ ruff).
+#   bash scripts/test.sh [pytest args...]
+# The venv is .venv in the checkout unless MTIL_VENV names another (CI keeps one outside the checkout).
+# pytest is started through its console script, never `python -m pytest`, so the repo root is not put
+# on sys.path (a top-level datasets/ folder there would shadow Hugging Face `datasets`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${MTIL_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+fi
+"$VENV/bin/pip" install --quiet -e '.[test]'
+export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+"$VENV/bin/ruff" check --quiet .
+"$VENV/bin/pytest" -q "$@"
