@@ -143,6 +143,8 @@ class WindowedDataset(torch.utils.data.Dataset):
                         d, s = self.demos[i], slice(self.starts[i], self.starts[i] + self.lengths[i])
                         for k in self.image_keys:
                             f["data"][d["name"]]["obs"][self._stored(d, k)].read_direct(self.ram[k], dest_sel=s)
+                            if self.manifest["files"][fi]["flip_images"]:  # stored upside down: fix once
+                                self.ram[k][s] = self.ram[k][s][:, ::-1].copy()
         return mode, nbytes
 
     def describe(self) -> str:
@@ -172,11 +174,11 @@ class WindowedDataset(torch.utils.data.Dataset):
             self._pid, self._handles, self._maps = os.getpid(), {}, {}
 
     def _frames(self, i: int, key: str, ts: np.ndarray) -> np.ndarray:
-        """Frames ``ts`` (demo-relative, sorted) of demo ``i`` for image ``key``: (len(ts), H, W, 3)."""
+        """Frames ``ts`` (demo-relative, ascending) of demo ``i`` for image ``key``: (len(ts), H, W, 3)."""
         d = self.demos[i]
-        if self.image_mode == "ram":
-            out = self.ram[key][self.starts[i] + ts]
-        elif self.image_mode == "mmap":
+        if self.image_mode == "ram":  # flipped upright when cached
+            return self.ram[key][self.starts[i] + ts]
+        if self.image_mode == "mmap":
             m = self._maps.get((i, key))
             if m is None:
                 shape = (int(self.lengths[i]), *self.manifest["obs"][key]["shape"])
@@ -191,38 +193,54 @@ class WindowedDataset(torch.utils.data.Dataset):
                 f = self._handles[path] = h5py.File(path, "r")
             lo, hi = int(ts.min()), int(ts.max()) + 1
             out = f["data"][d["name"]]["obs"][self._stored(d, key)][lo:hi][ts - lo]
-        if self.manifest["files"][d["file"]]["flip_images"]:
-            out = out[:, ::-1]
-        return np.ascontiguousarray(out)
+        return out[:, ::-1] if self.manifest["files"][d["file"]]["flip_images"] else out
+
+    def _images(self, demo: np.ndarray, steps: np.ndarray, key: str) -> np.ndarray:
+        """(B, W) demo-relative steps of demos (B,) -> (B, W, H, W', 3) uint8, gathered in one go."""
+        B, W = steps.shape
+        out = np.empty((B, W, *self.manifest["obs"][key]["shape"]), np.uint8)
+        if self.image_mode == "ram":
+            out[...] = self.ram[key][self.starts[demo][:, None] + steps]
+            return out
+        for b in range(B):
+            out[b] = self._frames(int(demo[b]), key, steps[b])
+        return out
 
     def __getitem__(self, key) -> dict:
+        """One sample (see the module docstring for its fields and shapes)."""
+        batch = self.__getitems__([key])
+        return {k: ({kk: vv[0] for kk, vv in v.items()} if isinstance(v, dict) else v[0]) for k, v in batch.items()}
+
+    def __getitems__(self, keys) -> dict:
+        """A whole batch at once (the DataLoader calls this with a batch sampler): every field gets a
+        leading batch dimension B. Vectorized gathers instead of B separate reads and a collate."""
         self._check_process()
-        key = int(key)
-        idx, draw = key % self.num_samples, key // self.num_samples
-        i = int(np.searchsorted(self.starts, idx, side="right") - 1)
-        t, T, s = idx - int(self.starts[i]), int(self.lengths[i]), int(self.starts[i])
-        raw_o = t - self.obs_horizon + 1 + np.arange(self.obs_horizon)
-        ts = np.clip(raw_o, 0, None)
-        raw_a = t + np.arange(self.action_horizon)
-        ta = np.clip(raw_a, None, T - 1)
-        obs = {k: torch.from_numpy(self._frames(i, k, ts)) for k in self.image_keys}
-        obs.update({k: torch.from_numpy(self.lowdim[k][s + ts]) for k in self.lowdim_keys})
-        sample = {
+        keys = np.asarray(keys, dtype=np.int64)
+        idx, draw = keys % self.num_samples, keys // self.num_samples
+        demo = np.searchsorted(self.starts, idx, side="right") - 1
+        start, T = self.starts[demo], self.lengths[demo]
+        t = idx - start
+        raw_o = t[:, None] - self.obs_horizon + 1 + np.arange(self.obs_horizon)
+        ts = np.maximum(raw_o, 0)
+        raw_a = t[:, None] + np.arange(self.action_horizon)
+        ta = np.minimum(raw_a, T[:, None] - 1)
+        obs = {k: torch.from_numpy(self._images(demo, ts, k)) for k in self.image_keys}
+        obs.update({k: torch.from_numpy(self.lowdim[k][start[:, None] + ts]) for k in self.lowdim_keys})
+        batch = {
             "obs": obs,
             "obs_pad": torch.from_numpy(raw_o < 0),
-            "actions": torch.from_numpy(self.actions[s + ta]),
-            "action_pad": torch.from_numpy(raw_a > T - 1),
-            "task": torch.tensor(self.demos[i]["task"], dtype=torch.int64),
-            "index": torch.tensor(idx, dtype=torch.int64),
+            "actions": torch.from_numpy(self.actions[start[:, None] + ta]),
+            "action_pad": torch.from_numpy(raw_a > T[:, None] - 1),
+            "task": torch.from_numpy(self.step_task[idx]),
+            "index": torch.from_numpy(idx),
         }
         if self.goal is not None:
-            g = self.goal_step(idx, draw)
-            gt = np.array([g])
-            goal = {k: torch.from_numpy(self._frames(i, k, gt)[0]) for k in self.image_keys}
-            goal.update({k: torch.from_numpy(self.lowdim[k][s + g]) for k in self.lowdim_keys})
-            sample["goal"] = goal
-            sample["goal_step"] = torch.tensor(g, dtype=torch.int64)
-        return sample
+            g = np.array([self.goal_step(int(i), int(d)) for i, d in zip(idx, draw)], dtype=np.int64)
+            goal = {k: torch.from_numpy(self._images(demo, g[:, None], k)[:, 0]) for k in self.image_keys}
+            goal.update({k: torch.from_numpy(self.lowdim[k][start + g]) for k in self.lowdim_keys})
+            batch["goal"] = goal
+            batch["goal_step"] = torch.from_numpy(g)
+        return batch
 
     def goal_step(self, idx: int, draw: int = 0) -> int:
         """Demo-relative step of the goal for global step ``idx`` at visit ``draw``: uniform over
@@ -235,3 +253,16 @@ class WindowedDataset(torch.utils.data.Dataset):
         hi = T - 1 if self.goal.max_offset is None else min(T - 1, t + self.goal.max_offset)
         rng = np.random.default_rng([self.goal.seed, idx, draw])
         return int(rng.integers(t + 1, hi + 1))
+
+
+def collate_batch(batch):
+    """collate_fn for a DataLoader whose dataset returns whole batches from ``__getitems__``."""
+    return batch if isinstance(batch, dict) else torch.utils.data.default_collate(batch)
+
+
+def make_loader(dataset: WindowedDataset, batch_sampler, num_workers: int = 2, **kwargs):
+    """A DataLoader fetching whole batches (``__getitems__``) in ``num_workers`` worker processes."""
+    extra = {"persistent_workers": True, "prefetch_factor": 4} if num_workers > 0 else {}
+    extra.update(kwargs)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                                       collate_fn=collate_batch, **extra)

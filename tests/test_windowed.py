@@ -14,7 +14,7 @@ from mtil.datasets.errors import UserError
 from mtil.datasets.manifest import build_manifest
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.synthetic import write_synthetic
-from mtil.datasets.windowed import GoalSampling, WindowedDataset
+from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
 
 
 def raw_demo(manifest, demo):
@@ -57,6 +57,12 @@ def test_all_image_modes_identical(tmp_path):
     assert dsets["auto-gz-small-budget"].image_mode == "h5py"
     assert "memory-mapped" in dsets["mmap"].describe() and "RAM" in dsets["ram"].describe()
     ref = dsets["mmap"]
+    keys = [0, 5, 17, len(ref) - 1]
+    for name, ds in dsets.items():  # batched fetch == single fetches, in every mode
+        batch = ds.__getitems__(keys)
+        for j, k in enumerate(keys):
+            assert torch.equal(batch["obs"]["agentview_image"][j], ref[k]["obs"]["agentview_image"]), name
+            assert torch.equal(batch["actions"][j], ref[k]["actions"]), name
     for i in range(0, len(ref), 7):
         for name, ds in dsets.items():
             assert torch.equal(ds[i]["obs"]["agentview_image"], ref[i]["obs"]["agentview_image"]), name
@@ -68,6 +74,8 @@ def test_libero_images_upright(libero_file, tmp_path):
     m, _ = build_manifest([libero_file], valid_fraction=0)
     ds = WindowedDataset(m)
     img = ds[0]["obs"]["agentview_image"][0]
+    ram = WindowedDataset(m, image_mode="ram")
+    assert torch.equal(ram.__getitems__([0, 5])["obs"]["agentview_image"][0, 0], img)
     # write_synthetic darkens the bottom two rows before LIBERO's upside-down storage
     assert int(img[-2:].max()) == 0 and int(img[:2].max()) > 0
     with h5py.File(libero_file) as f:
@@ -112,7 +120,7 @@ def test_dataloader_two_workers_stratified(tmp_path):
     m, _ = build_manifest([path], valid_fraction=0)
     ds = WindowedDataset(m, obs_horizon=2, action_horizon=4, image_mode="h5py")
     sampler = StratifiedTaskBatchSampler(ds.task_indices(), 8, seed=3)
-    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=2)
+    loader = make_loader(ds, sampler, num_workers=2)
     batches = list(loader)
     assert len(batches) == len(sampler) == 70 // 8
     for b, idx in zip(batches, StratifiedTaskBatchSampler(ds.task_indices(), 8, seed=3)):
