@@ -171,7 +171,8 @@ def main():
           f"torch {torch.__version__}, batch 64, 2 workers, obs horizon 2, action chunk 8")
     print(f"uint8 image bytes: {rows[0]['image_bytes'] / 2**30:.2f} GiB. 'extra memory' = peak PSS minus the "
           "per-sample baseline's peak PSS on the same file (same 2 workers, torch loaded, no image cache).")
-    print("| file | loader | batches/s | vs per-sample h5py | peak PSS (GiB) | extra memory / image bytes | setup (s) |")
+    print("| file | loader | batches/s | vs per-sample h5py | peak PSS (GiB) | extra memory / image bytes "
+          "| setup (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         base = next(b for b in rows if b["file"] == r["file"] and b["loader"].startswith("per-sample"))
