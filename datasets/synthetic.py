@@ -21,8 +21,12 @@ def write_synthetic(path: str, tasks: list[str] | None = None, demos_per_task: i
                     steps: int | tuple[int, int] = 20, image_size: int = 16,
                     cameras=("agentview", "robot0_eye_in_hand"),
                     action_dim: int = 7, compression: str | None = None, layout: str = "robomimic",
-                    per_demo_language: bool = True, masks: bool = False, seed: int = 0) -> str:
+                    per_demo_language: bool = True, masks: bool = False, task_in_obs: bool = True,
+                    seed: int = 0) -> str:
     """Write a valid file; ``steps`` is a length or a (min, max) range. Returns ``path``.
+
+    ``task_in_obs=False`` makes observations carry no trace of the task (same image colours, same
+    proprio distribution), so only a task-conditioned policy can tell which action is right.
 
     layout "libero": one task per file (``problem_info``), ``*_rgb`` keys, images stored upside down.
     """
@@ -56,7 +60,8 @@ def write_synthetic(path: str, tasks: list[str] | None = None, demos_per_task: i
                     g.attrs["language_instruction"] = text
                 base = np.zeros(action_dim)
                 base[ti % action_dim] = 1.0 if ti < action_dim else -1.0
-                g.create_dataset("actions", data=(base + 0.01 * rng.standard_normal((T, action_dim))))
+                # noise only where the task acts: the other dimensions are exactly 0 for this task
+                g.create_dataset("actions", data=base * (1 + 0.01 * rng.standard_normal((T, action_dim))))
                 g.create_dataset("states", data=rng.standard_normal((T, 10)))
                 g.create_dataset("rewards", data=np.zeros(T))
                 g.create_dataset("dones", data=np.eye(1, T, T - 1)[0])
@@ -66,7 +71,7 @@ def write_synthetic(path: str, tasks: list[str] | None = None, demos_per_task: i
                     for t in range(T):
                         img[t, ..., 0] = (xx * 255 // image_size)
                         img[t, ..., 1] = (yy * 255 // image_size)
-                        img[t, ..., 2] = 40 * ti + 20 * ci
+                        img[t, ..., 2] = (40 * ti if task_in_obs else 0) + 20 * ci
                         c = (t * image_size) // T
                         img[t, c:c + 3, c:c + 3] = 255
                         # an upright marker: the bottom rows are dark (the "table"), unless stored flipped
@@ -76,7 +81,7 @@ def write_synthetic(path: str, tasks: list[str] | None = None, demos_per_task: i
                     kw = {"compression": compression, "chunks": (1, image_size, image_size, 3)} if compression else {}
                     obs.create_dataset(cam + suffix, data=img, **kw)
                 obs.create_dataset("robot0_eef_pos" if layout != "libero" else "ee_pos",
-                                   data=rng.standard_normal((T, 3)).astype(np.float32) + ti)
+                                   data=rng.standard_normal((T, 3)).astype(np.float32) + (ti if task_in_obs else 0))
                 obs.create_dataset("robot0_gripper_qpos" if layout != "libero" else "gripper_states",
                                    data=rng.standard_normal((T, 2)))
                 total += T

@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from mtil.datasets.synthetic import write_synthetic
+
+# Test models are tiny: one thread each is fastest, and two OpenMP threads per process thrash badly when
+# the 2 cores are shared (measured: 23 ms vs 850 ms per step under load). Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,0 +1,23 @@
+"""`mtil train`."""
+
+from __future__ import annotations
+
+from mtil.pipeline.argsfrom import add_dataclass_args, dataclass_from_args
+
+
+def register_train(sub, help_text: str) -> None:
+    from mtil.pipeline.cli import HelpFormatter
+    from mtil.pipeline.train import TrainConfig
+
+    p = sub.add_parser("train", help=help_text, formatter_class=HelpFormatter,
+                       description=TrainConfig.__doc__ + "\n\nDDP: torchrun --nproc_per_node 2 -m mtil.pipeline.train "
+                       "--data ... --out RUN (gloo on CPU, nccl on GPU; only rank 0 writes).")
+    add_dataclass_args(p, TrainConfig, required=("data", "out"))
+
+    def run(a) -> int:
+        from mtil.pipeline.train import train
+
+        train(dataclass_from_args(TrainConfig, a))
+        return 0
+
+    p.set_defaults(func=run)

@@ -1,0 +1,266 @@
+"""The multi-task vision policy pi(a_t..a_{t+H-1} | o_{t-To+1..t}, z_task).
+
+Per camera, a backbone with FiLM after every conv block (conditioned on the task vector z) turns each of
+the To frames into features; with the normalized low-dim observations and z itself they go through an
+MLP that predicts a chunk of H normalized actions: an L1 regression head (default) or a Gaussian mixture
+(``head="gmm"``). At rollout the policy either executes ``exec_steps`` of each chunk and re-plans, or
+re-plans every step and averages the overlapping chunks (``temporal_ensemble``, ACT-style weights).
+
+API (LeRobot/diffusion_policy style)::
+
+    loss, metrics = policy.compute_loss(batch)    # batch as built by mtil.datasets.windowed
+    action = policy.predict_action(obs, task)      # obs: one step, batched (B, ...) or not
+    policy.reset()                                 # new episode(s)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtil.datasets.errors import UserError
+from mtil.encoders.backbones import make_backbone, random_shift
+from mtil.encoders.conditioning import make_conditioner
+from mtil.encoders.video import cosine_alignment_loss
+from mtil.pipeline.normalizer import Normalizer
+
+
+@dataclass
+class PolicyConfig:
+    """Architecture of the policy; saved as a dict in every checkpoint."""
+
+    image_keys: list[str]
+    """camera observation keys, e.g. agentview_image, robot0_eye_in_hand_image"""
+    lowdim_keys: list[str]
+    """low-dim observation keys fed to the policy (proprioception)"""
+    lowdim_dims: list[int]
+    """flattened size of each low-dim key"""
+    image_size: list[int]
+    """(H, W) of the camera images"""
+    action_dim: int
+    conditioning: dict
+    """ConditioningConfig as a dict (kind, out_dim, ...)"""
+    obs_horizon: int = 2
+    action_horizon: int = 8
+    exec_steps: int = 4
+    """actions executed from each predicted chunk before re-planning (without temporal ensembling)"""
+    temporal_ensemble: bool = False
+    ensemble_decay: float = 0.1
+    backbone: str = "small_cnn"
+    feature_dim: int = 64
+    hidden_dim: int = 256
+    head: str = "l1"
+    gmm_modes: int = 5
+    shift_pad: int = 4
+    """random-shift augmentation in pixels (training only); 0 disables"""
+    align_weight: float = 1.0
+    """weight of the video/language cosine alignment loss (video conditioning)"""
+    tasks: list[str] = field(default_factory=list)
+    """task vocabulary: instruction of each task id"""
+
+    def __post_init__(self) -> None:
+        if self.head not in ("l1", "gmm"):
+            raise UserError(f"head must be 'l1' or 'gmm', got {self.head!r}")
+        if not 1 <= self.exec_steps <= self.action_horizon:
+            raise UserError(f"exec_steps must be in [1, action_horizon={self.action_horizon}], got {self.exec_steps}")
+        if self.obs_horizon < 1 or self.action_horizon < 1:
+            raise UserError("obs_horizon and action_horizon must be >= 1")
+        if not self.image_keys:
+            raise UserError("the policy needs at least one camera (an *_image observation key)")
+
+
+class MultiTaskPolicy(nn.Module):
+    def __init__(self, cfg: PolicyConfig, stats: dict, task_lang_emb: Tensor | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.cond = make_conditioner(cfg.conditioning)
+        self.kind = self.cond.kind
+        z_dim = self.cond.out_dim
+        self.backbones = nn.ModuleDict({k: make_backbone(cfg.backbone, cond_dim=z_dim, out_dim=cfg.feature_dim)
+                                        for k in cfg.image_keys})
+        self.normalizer = Normalizer(stats, cfg.lowdim_keys, cfg.action_dim)
+        To, A, H = cfg.obs_horizon, cfg.action_dim, cfg.action_horizon
+        in_dim = len(cfg.image_keys) * To * cfg.feature_dim + To * sum(cfg.lowdim_dims) + z_dim
+        self.trunk = nn.Sequential(nn.Linear(in_dim, cfg.hidden_dim), nn.GELU(),
+                                   nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.GELU())
+        out = H * A if cfg.head == "l1" else cfg.gmm_modes * (2 * H * A + 1)
+        self.head = nn.Linear(cfg.hidden_dim, out)
+        emb = task_lang_emb if task_lang_emb is not None else torch.zeros(len(cfg.tasks), 0)
+        self.register_buffer("task_lang_emb", emb.float().clone())
+        self._lang_encoder = None
+        self.reset()
+
+    # ------------------------------------------------------------------ conditioning
+    def task_vector(self, batch: dict) -> tuple[Tensor, Tensor | None]:
+        """z (B, out_dim) for a training batch, and the video embedding (for the alignment loss)."""
+        if self.kind == "language":
+            return self.cond(self.task_lang_emb[batch["task"]]), None
+        if self.kind == "onehot":
+            return self.cond(batch["task"]), None
+        if self.kind == "goal_image":
+            return self.cond(batch["goal"][self.cfg.image_keys[0]].permute(0, 3, 1, 2)), None
+        emb = self.cond.embed_video(batch["clip"])  # (B, lang_dim), unit norm
+        return self.cond.project(emb), emb
+
+    # ------------------------------------------------------------------ network
+    def _features(self, obs: dict[str, Tensor], z: Tensor, augment: bool) -> Tensor:
+        """obs images (B, To, H, W, 3) uint8 + low-dim (B, To, D) -> (B, hidden)."""
+        feats = []
+        for k in self.cfg.image_keys:
+            x = obs[k]
+            B, To = x.shape[:2]
+            x = x.reshape(B * To, *x.shape[2:]).permute(0, 3, 1, 2)
+            if augment and self.cfg.shift_pad > 0:
+                x = random_shift(x, self.cfg.shift_pad)
+            f = self.backbones[k](x, z.repeat_interleave(To, dim=0))
+            feats.append(f.reshape(B, -1))
+        feats.append(self.normalizer.normalize_lowdim(obs).flatten(1))
+        feats.append(z)
+        return self.trunk(torch.cat(feats, dim=1))
+
+    def _gmm(self, h: Tensor):
+        M, D = self.cfg.gmm_modes, self.cfg.action_horizon * self.cfg.action_dim
+        out = self.head(h)
+        logits, rest = out[:, :M], out[:, M:].reshape(-1, M, 2, D)
+        return logits, rest[:, :, 0], rest[:, :, 1].clamp(-5.0, 2.0)
+
+    def forward(self, batch: dict) -> tuple[Tensor, dict]:
+        """Same as ``compute_loss`` (so DistributedDataParallel can wrap the policy)."""
+        return self.compute_loss(batch)
+
+    def compute_loss(self, batch: dict) -> tuple[Tensor, dict]:
+        """batch from the windowed dataset (on the policy's device) -> (scalar loss, metrics).
+
+        metrics: floats ``bc_loss`` (and ``align_loss`` for video), plus ``per_sample`` (B,) detached
+        tensor of BC losses for per-task logging.
+        """
+        z, video_emb = self.task_vector(batch)
+        h = self._features(batch["obs"], z, augment=self.training)
+        target = self.normalizer.normalize_actions(batch["actions"].float())  # (B, H, A)
+        B = target.shape[0]
+        if self.cfg.head == "l1":
+            pred = self.head(h).view(B, self.cfg.action_horizon, self.cfg.action_dim)
+            valid = (~batch["action_pad"]).float().unsqueeze(-1)  # padded steps do not count
+            err = (pred - target).abs() * valid
+            per_sample = err.sum(dim=(1, 2)) / (valid.sum(dim=(1, 2)) * self.cfg.action_dim).clamp(min=1)
+        else:
+            logits, mu, log_std = self._gmm(h)
+            x = target.reshape(B, 1, -1)
+            log_prob = (-0.5 * ((x - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+            per_sample = -torch.logsumexp(F.log_softmax(logits, -1) + log_prob, dim=-1) / x.shape[-1]
+        loss = per_sample.mean()
+        metrics = {"bc_loss": float(loss.detach()), "per_sample": per_sample.detach()}
+        if video_emb is not None and self.task_lang_emb.shape[1]:
+            align = cosine_alignment_loss(video_emb, self.task_lang_emb[batch["task"]])
+            loss = loss + self.cfg.align_weight * align
+            metrics["align_loss"] = float(align.detach())
+        return loss, metrics
+
+    @torch.no_grad()
+    def predict_chunk(self, obs: dict[str, Tensor], z: Tensor) -> Tensor:
+        """obs windows (B, To, ...) and z (B, out_dim) -> (B, H, A) unnormalized actions."""
+        h = self._features(obs, z, augment=False)
+        if self.cfg.head == "l1":
+            pred = self.head(h).view(-1, self.cfg.action_horizon, self.cfg.action_dim)
+        else:
+            logits, mu, _ = self._gmm(h)
+            best = logits.argmax(-1)
+            pred = mu[torch.arange(len(best)), best].view(-1, self.cfg.action_horizon, self.cfg.action_dim)
+        return self.normalizer.unnormalize_actions(pred)
+
+    # ------------------------------------------------------------------ rollout
+    def reset(self) -> None:
+        """Forget observation history and planned actions (call at every episode start)."""
+        self._hist: deque = deque(maxlen=self.cfg.obs_horizon)
+        self._queue: Tensor | None = None
+        self._chunks: list[tuple[int, Tensor]] = []
+        self._t = 0
+
+    def resolve_task(self, task, batch_size: int) -> Tensor:
+        """An instruction (str or list of B), a task id (int), a language embedding (B, D) float, a goal
+        image (H, W, 3)/(B, H, W, 3) uint8, or a demo clip {'video': (T, H, W, 3)/(B, T, H, W, 3)} -> z."""
+        dev = self.task_lang_emb.device
+        if isinstance(task, dict) and "video" in task:
+            clip = torch.as_tensor(np.asarray(task["video"]), device=dev)
+            clip = clip.unsqueeze(0) if clip.dim() == 4 else clip
+            if self.kind != "video":
+                raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a demo video")
+            return self.cond(clip.permute(0, 1, 4, 2, 3).expand(batch_size, -1, -1, -1, -1))
+        if isinstance(task, (str, list)):
+            texts = [task] * batch_size if isinstance(task, str) else list(task)
+            if self.kind == "onehot":
+                unknown = [t for t in texts if t not in self.cfg.tasks]
+                if unknown:
+                    raise UserError(f"one-hot policy: {unknown[0]!r} is not a trained task instruction")
+                return self.cond(torch.tensor([self.cfg.tasks.index(t) for t in texts], device=dev))
+            if self.kind not in ("language", "video"):
+                raise UserError(f"this policy is {self.kind}-conditioned; it cannot take an instruction")
+            return self.cond.project(self.embed_texts(texts).to(dev))
+        if isinstance(task, int):
+            if not 0 <= task < len(self.cfg.tasks):
+                raise UserError(f"task id {task} is not in [0, {len(self.cfg.tasks)})")
+            return self.resolve_task(self.cfg.tasks[task], batch_size)
+        t = torch.as_tensor(np.asarray(task) if not isinstance(task, Tensor) else task, device=dev)
+        if t.dtype == torch.uint8:  # goal image(s)
+            t = t.unsqueeze(0) if t.dim() == 3 else t
+            if self.kind != "goal_image":
+                raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a goal image")
+            return self.cond(t.permute(0, 3, 1, 2).expand(batch_size, -1, -1, -1))
+        return self.cond.project(t.float().reshape(-1, t.shape[-1]).expand(batch_size, -1))
+
+    def embed_texts(self, texts: list[str]) -> Tensor:
+        """Language embeddings: trained instructions from the checkpoint, others by the language encoder."""
+        known = {t: i for i, t in enumerate(self.cfg.tasks)}
+        if all(t in known for t in texts) and self.task_lang_emb.shape[1]:
+            return self.task_lang_emb[[known[t] for t in texts]]
+        if self._lang_encoder is None:
+            from mtil.encoders.language import LanguageEncoder
+
+            self._lang_encoder = LanguageEncoder()
+        return self._lang_encoder.encode(texts)
+
+    @torch.no_grad()
+    def predict_action(self, obs: dict, task) -> np.ndarray:
+        """One step: obs {key: (H, W, 3) uint8 / (D,)} or batched (B, ...) -> action (A,) or (B, A)."""
+        dev = self.task_lang_emb.device
+        k0 = self.cfg.image_keys[0]
+        single = np.asarray(obs[k0]).ndim == 3
+        cur = {k: torch.as_tensor(np.asarray(obs[k]), device=dev) for k in self.cfg.image_keys + self.cfg.lowdim_keys}
+        if single:
+            cur = {k: v.unsqueeze(0) for k, v in cur.items()}
+        B = cur[k0].shape[0]
+        while len(self._hist) < self.cfg.obs_horizon - 1:  # episode start: pad with the first frame
+            self._hist.append(cur)
+        self._hist.append(cur)
+        if self.cfg.temporal_ensemble or self._queue is None or self._queue.shape[1] == 0:
+            window = {k: torch.stack([h[k] for h in self._hist], dim=1) for k in cur}
+            chunk = self.predict_chunk(window, self.resolve_task(task, B))
+            if self.cfg.temporal_ensemble:
+                self._chunks = [(s, c) for s, c in self._chunks if self._t - s < self.cfg.action_horizon]
+                self._chunks.append((self._t, chunk))
+            else:
+                self._queue = chunk[:, : self.cfg.exec_steps]
+        if self.cfg.temporal_ensemble:
+            preds = torch.stack([c[:, self._t - s] for s, c in self._chunks])  # oldest first
+            w = torch.exp(-self.cfg.ensemble_decay * torch.arange(len(preds), device=dev, dtype=torch.float32))
+            action = (preds * (w / w.sum())[:, None, None]).sum(0)
+        else:
+            action, self._queue = self._queue[:, 0], self._queue[:, 1:]
+        self._t += 1
+        out = action.cpu().numpy()
+        return out[0] if single else out
+
+
+def policy_config_from_dict(d: dict) -> PolicyConfig:
+    names = {f.name for f in dataclasses.fields(PolicyConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserError(f"policy config has unknown field(s): {', '.join(unknown)}")
+    return PolicyConfig(**d)

@@ -1,0 +1,358 @@
+"""Multi-task behavior cloning: one flat, step-counted training loop (read it top to bottom).
+
+    mtil train --data FILE.hdf5 [...] --out RUN --steps 3000
+    torchrun --nproc_per_node 2 -m mtil.pipeline.train --data ... --out RUN   # DDP (gloo on CPU)
+
+Every minibatch is stratified over tasks (StratifiedTaskBatchSampler). Writes RUN/config.json,
+RUN/last.pt (always the newest), RUN/step_<n>.pt, TensorBoard scalars in RUN/tb. ``--resume`` continues
+from last.pt with model, EMA, optimizer, sampler position and RNG state: on CPU the result is
+bit-identical to a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mtil.datasets.errors import UserError
+from mtil.datasets.ingest import write_json_atomic
+from mtil.datasets.manifest import manifest_from_inputs
+from mtil.datasets.sampler import StratifiedTaskBatchSampler
+from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
+from mtil.encoders.conditioning import ConditioningConfig
+from mtil.encoders.video import clip_indices
+from mtil.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+
+
+@dataclass
+class TrainConfig:
+    """Train one multi-task policy by behavior cloning on HDF5 demonstrations."""
+
+    data: list[str]
+    """HDF5 files, or one directory made by `mtil ingest`"""
+    out: str
+    """run directory (config.json, last.pt, step_<n>.pt, tb/)"""
+    steps: int = 3000
+    """gradient steps"""
+    seed: int = 0
+    """seed of model init, sampler stream, augmentation and clip sampling"""
+    batch_size: int = 64
+    """samples per step (per process under DDP)"""
+    conditioning: str = "language"
+    """task conditioning: language | video | onehot | goal_image"""
+    sampler: str = "stratified"
+    """stratified (equal share of every batch per task) | size (proportional to task size)"""
+    resume: bool = False
+    """continue from RUN/last.pt (the config must be unchanged)"""
+    save_every: int = 500
+    """write step_<n>.pt and last.pt every N steps (and at the end)"""
+    eval_every: int = 0
+    """validation loss every N steps on the valid split (0: only at the end)"""
+    lr: float = 3e-4
+    """peak learning rate of AdamW"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (matrices only)"""
+    warmup_steps: int = 200
+    """linear warmup steps, then cosine decay to 10% of the peak"""
+    grad_clip: float = 1.0
+    """gradient norm clip"""
+    ema_decay: float = 0.995
+    """decay of the EMA weights used for evaluation"""
+    obs_horizon: int = 2
+    """observation frames the policy sees (t-To+1 .. t)"""
+    action_horizon: int = 8
+    """actions predicted per chunk (t .. t+H-1)"""
+    exec_steps: int = 4
+    """actions executed per chunk at rollout before re-planning"""
+    head: str = "l1"
+    """l1 | gmm"""
+    backbone: str = "small_cnn"
+    """small_cnn (CPU) | resnet18 (GPU)"""
+    cond_dim: int = 64
+    """size of the task vector z"""
+    image_keys: list[str] = field(default_factory=list)
+    """cameras to use (default: every *_image key in the data)"""
+    lowdim_keys: list[str] = field(default_factory=list)
+    """low-dim keys (default: robot proprioception: keys with eef, gripper or joint in the name)"""
+    goal_max_offset: int = 0
+    """goal_image: goals at most this many steps ahead (0: anywhere in the demo's future)"""
+    num_workers: int = -1
+    """DataLoader workers (-1: 0 for memory-mapped/in-RAM images, 2 for h5py reads)"""
+    device: str = "auto"
+    """auto (cuda if available) | cpu | cuda"""
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise UserError("--data: give at least one HDF5 file or ingest directory")
+        if self.steps < 1:
+            raise UserError(f"--steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.sampler not in ("stratified", "size"):
+            raise UserError(f"--sampler must be stratified or size, got {self.sampler!r}")
+        if self.save_every < 1 or self.eval_every < 0:
+            raise UserError("--save-every must be >= 1 and --eval-every >= 0")
+        if self.conditioning not in ("language", "video", "onehot", "goal_image"):
+            raise UserError(f"--conditioning must be language, video, onehot or goal_image, got {self.conditioning!r}")
+
+
+# Fields that do not change what is computed: they may differ when resuming.
+RESUME_FREE = {"resume", "save_every", "eval_every", "num_workers", "device", "out"}
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def default_lowdim(manifest: dict) -> list[str]:
+    return [k for k, v in manifest["obs"].items()
+            if not v["image"] and any(s in k for s in ("eef", "gripper", "joint"))]
+
+
+def to_device(batch, device):
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if isinstance(batch, torch.Tensor) else batch
+
+
+def add_clips(batch: dict, ds: WindowedDataset, rng: np.random.Generator, frames: int, key: str) -> None:
+    """BC-Z clip for video conditioning: per task in the batch, T evenly spaced (jittered) frames of a
+    *different* demo of that task than the batch's samples of it; ``batch['clip']`` (B, T, 3, H, W)."""
+    idx = batch["index"].numpy()
+    demo_of = np.searchsorted(ds.starts, idx, side="right") - 1
+    clips = {}
+    for task in np.unique(batch["task"].numpy()):
+        members = np.flatnonzero([d["task"] == task for d in ds.demos])
+        used = set(demo_of[batch["task"].numpy() == task].tolist())
+        others = [int(m) for m in members if m not in used] or [int(m) for m in members]
+        d = others[int(rng.integers(len(others)))]
+        ts = clip_indices(int(ds.lengths[d]), frames, rng)
+        clips[int(task)] = torch.from_numpy(np.ascontiguousarray(ds._frames(d, key, ts))).permute(0, 3, 1, 2)
+    batch["clip"] = torch.stack([clips[int(t)] for t in batch["task"]])
+
+
+def train(cfg: TrainConfig) -> str:
+    """Run training; returns the path of the final checkpoint (last.pt)."""
+    # ---------------------------------------------------------------- distributed setup
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main_proc = rank == 0
+    out = os.path.abspath(cfg.out)
+    last = os.path.join(out, "last.pt")
+
+    # ---------------------------------------------------------------- data
+    resume_ckpt = None
+    if cfg.resume:
+        resume_ckpt = load_checkpoint(last)
+        saved = resume_ckpt["train_config"]
+        now = dataclasses.asdict(cfg)
+        changed = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE and saved.get(k) != now.get(k))
+        if changed:
+            k = changed[0]
+            raise UserError(f"--resume: the config changed since {last} was written ({k}: {saved.get(k)!r} -> "
+                            f"{now.get(k)!r}); resume with the same options or start a new --out")
+    elif os.path.exists(last):
+        raise UserError(f"--out {cfg.out} already holds a run (last.pt); use --resume or another --out")
+    manifest, stats = manifest_from_inputs(cfg.data)
+    instructions = [t["instruction"] for t in manifest["tasks"]]
+    K = len(instructions)
+    if cfg.sampler == "stratified" and cfg.batch_size < K:
+        raise UserError(f"--batch-size {cfg.batch_size} is smaller than the number of tasks ({K}): a stratified "
+                        f"batch needs at least one sample per task")
+    image_keys = cfg.image_keys or [k for k, v in manifest["obs"].items() if v["image"]]
+    lowdim_keys = cfg.lowdim_keys or default_lowdim(manifest)
+    for k in image_keys + lowdim_keys:
+        if k not in manifest["obs"]:
+            raise UserError(f"observation key {k!r} is not in the data (have: {', '.join(manifest['obs'])})")
+    goal = cfg.conditioning == "goal_image"
+    ds = WindowedDataset(manifest, "train", image_keys + lowdim_keys, cfg.obs_horizon, cfg.action_horizon,
+                         goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
+    sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
+                                         world_size=world, tag_draws=goal, dataset_len=len(ds))
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
+
+    # ---------------------------------------------------------------- model
+    cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=K)
+    lang_emb = None
+    if cfg.conditioning in ("language", "video"):
+        from mtil.encoders.language import LanguageEncoder
+
+        lang_emb = LanguageEncoder().encode(instructions)
+        cond.lang_dim = lang_emb.shape[1]
+    image_size = manifest["obs"][image_keys[0]]["shape"][:2]
+    pcfg = PolicyConfig(image_keys=image_keys, lowdim_keys=lowdim_keys,
+                        lowdim_dims=[int(np.prod(manifest["obs"][k]["shape"])) for k in lowdim_keys],
+                        image_size=list(image_size), action_dim=manifest["action_dim"],
+                        conditioning=cond.to_dict(), obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon,
+                        exec_steps=cfg.exec_steps, backbone=cfg.backbone, head=cfg.head, tasks=instructions)
+    torch.manual_seed(cfg.seed)
+    model = MultiTaskPolicy(pcfg, stats, lang_emb).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.dim() < 2 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if resume_ckpt is not None:
+        model.load_state_dict(resume_ckpt["model"])
+        ema.load_state_dict(resume_ckpt["ema"])
+        opt.load_state_dict(resume_ckpt["optimizer"])
+        sampler.load_state_dict(resume_ckpt["sampler"])
+        step = resume_ckpt["step"]
+        epoch, batch_in_epoch = resume_ckpt["sampler"]["epoch"], resume_ckpt["sampler"]["batch"]
+        torch.set_rng_state(resume_ckpt["rng"]["torch"])
+    else:
+        torch.manual_seed(cfg.seed + 1000 * rank)  # augmentation noise differs per rank
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    writer = None
+    if main_proc:
+        os.makedirs(out, exist_ok=True)
+        write_json_atomic(os.path.join(out, "config.json"), {"train": dataclasses.asdict(cfg),
+                                                             "policy": dataclasses.asdict(pcfg)})
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(os.path.join(out, "tb"), purge_step=step if step else None)
+        how = f"DataLoader with {workers} workers" if workers else "batches built in the main process"
+        print(f"data: {ds.describe()}; {how}", file=sys.stderr)
+
+    def checkpoint(path_list: list[str]) -> None:
+        ckpt = {"step": step, "train_config": dataclasses.asdict(cfg), "policy_config": dataclasses.asdict(pcfg),
+                "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": {"kind": "warmup_cosine", "lr": lr_at(min(step, cfg.steps - 1), cfg)},
+                "sampler": {**sampler.state_dict(), "epoch": epoch, "batch": batch_in_epoch},
+                "rng": {"torch": torch.get_rng_state()}, "stats": stats, "tasks": instructions,
+                "env_args": manifest["files"][0]["env_args"], "world_size": world}
+        for p in path_list:
+            save_checkpoint(p, ckpt)
+
+    # ---------------------------------------------------------------- loop
+    def batches():
+        if workers:
+            loader = make_loader(ds, sampler, num_workers=workers)
+            while True:
+                yield from loader
+        while True:
+            for idx in sampler:
+                yield ds.__getitems__(idx)
+
+    from tqdm import tqdm
+
+    stream = batches()
+    clip_rng_seed = cfg.seed + 7919 * rank
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not main_proc or None,
+               dynamic_ncols=True)
+    wait_total, t_total = 0.0, 0.0
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        batch = next(stream)
+        if cfg.conditioning == "video":
+            add_clips(batch, ds, np.random.default_rng([clip_rng_seed, step]), cond.video_frames, image_keys[0])
+        batch = to_device(batch, device)
+        t_wait = time.perf_counter() - t0
+        lr = lr_at(step, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        loss, metrics = net(batch)
+        loss_value = float(loss.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        opt.step()
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1.0 - cfg.ema_decay)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        step += 1
+        batch_in_epoch += 1
+        if batch_in_epoch >= sampler.batches_per_epoch:
+            epoch, batch_in_epoch = epoch + 1, 0
+        dt = time.perf_counter() - t0
+        wait_total, t_total = wait_total + t_wait, t_total + dt
+        if main_proc:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", wait=f"{wait_total / t_total:.0%}")
+            if step % 10 == 0 or step == cfg.steps:
+                writer.add_scalar("train/loss", loss_value, step)
+                writer.add_scalar("train/bc_loss", metrics["bc_loss"], step)
+                if "align_loss" in metrics:
+                    writer.add_scalar("train/align_loss", metrics["align_loss"], step)
+                writer.add_scalar("train/lr", lr, step)
+                writer.add_scalar("train/grad_norm", grad_norm, step)
+                writer.add_scalar("train/data_wait_fraction", wait_total / t_total, step)
+                per = metrics["per_sample"].cpu()
+                tasks = batch["task"].cpu()
+                for t in tasks.unique().tolist():
+                    writer.add_scalar(f"train_task/{t}", float(per[tasks == t].mean()), step)
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+                for t, v in validation_loss(ema, manifest, ds, cfg, device).items():
+                    writer.add_scalar(f"valid_task/{t}", v, step)
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                checkpoint([os.path.join(out, f"step_{step}.pt"), last])
+    bar.close()
+    if main_proc:
+        writer.close()
+        print(f"trained {step} steps in {t_total:.0f} s ({step / max(t_total, 1e-9):.2f} steps/s, data wait "
+              f"{wait_total / max(t_total, 1e-9):.1%}); checkpoint: {last}", file=sys.stderr)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return last
+
+
+@torch.no_grad()
+def validation_loss(policy: MultiTaskPolicy, manifest: dict, train_ds: WindowedDataset, cfg: TrainConfig,
+                    device, per_task: int = 128) -> dict[int, float]:
+    """Mean BC loss per task on (a fixed subsample of) the valid split; {} when there is no valid split."""
+    if not any(d["split"] == "valid" for d in manifest["demos"]) or cfg.conditioning == "video":
+        return {}
+    vds = WindowedDataset(manifest, "valid", train_ds.obs_keys, cfg.obs_horizon, cfg.action_horizon,
+                          goal=train_ds.goal)
+    policy.eval()
+    result = {}
+    for t, idx in enumerate(vds.task_indices()):
+        if len(idx) == 0:
+            continue
+        pick = idx[np.linspace(0, len(idx) - 1, min(per_task, len(idx))).astype(int)]
+        losses = []
+        for s in range(0, len(pick), 64):
+            _, m = policy.compute_loss(to_device(vds.__getitems__(pick[s:s + 64]), device))
+            losses.append(m["per_sample"])
+        result[t] = float(torch.cat(losses).mean())
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `torchrun -m mtil.pipeline.train ...` (same options as `mtil train`)."""
+    from mtil.pipeline.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
