@@ -1,0 +1,126 @@
+"""Evaluation outputs: eval.json (machine-readable), report.md (table), success.png (bar chart with
+95% intervals) and mp4 videos with the instruction and the outcome written on the frames."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+import numpy as np
+
+from mtil.datasets.ingest import write_json_atomic
+
+
+def summarize(episodes: list[dict]) -> dict:
+    from mtil.pipeline.evaluate import wilson
+
+    valid = [e for e in episodes if e is not None and not e["error"]]
+    k, n = sum(e["success"] for e in valid), len(valid)
+    lo, hi = wilson(k, n)
+    return {"successes": k, "n": n, "success_rate": k / n if n else None, "ci95": [lo, hi],
+            "errors": sum(1 for e in episodes if e is not None and e["error"]),
+            "missing": sum(1 for e in episodes if e is None),
+            "mean_length": float(np.mean([e["length"] for e in valid])) if valid else None}
+
+
+def write_outputs(out: str, rows, episodes: dict, n: int, meta: dict) -> dict:
+    result_rows = []
+    for r, row in enumerate(rows):
+        eps = [episodes[(r, i)] for i in range(n)]
+        result_rows.append({"task": row.task, "condition": row.condition, "instruction": row.instruction,
+                            **summarize(eps), "episodes": eps})
+    groups = {}
+    for row, res in zip(rows, result_rows):
+        groups.setdefault(row.condition, []).extend(res["episodes"])
+    result = {"schema": "mtil-eval/1", **meta, "created": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "rows": result_rows, "overall": {c: summarize(e) for c, e in groups.items()}}
+    write_json_atomic(os.path.join(out, "eval.json"), result)
+    _write_report(os.path.join(out, "report.md"), result)
+    _plot(os.path.join(out, "success.png"), result)
+    return result
+
+
+def _fmt(s: dict) -> str:
+    if s["success_rate"] is None:
+        return "-"
+    return f"{s['successes']}/{s['n']} = {s['success_rate']:.0%} [{s['ci95'][0]:.0%}, {s['ci95'][1]:.0%}]"
+
+
+def _write_report(path: str, result: dict) -> None:
+    lines = [f"# Evaluation of `{os.path.basename(result['checkpoint'])}` (step {result['step']})", ""]
+    if not result["complete"]:
+        lines += ["**INCOMPLETE: interrupted; only the episodes that finished are counted.**", ""]
+    lines += [f"checkpoint sha256 `{result['checkpoint_sha256'][:16]}`, env `{result['env_name']}`, "
+              f"{result['config']['episodes_per_task']} episodes per row, seeds {result['config']['seed']}.."
+              f"{result['config']['seed'] + result['config']['episodes_per_task'] - 1}, {result['machine']}, "
+              f"{result['created']}, {result['seconds']:.0f} s", "",
+              "| task | given as | instruction | success [95% CI] | mean length | errors |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in result["rows"]:
+        ml = f"{r['mean_length']:.0f}" if r["mean_length"] is not None else "-"
+        lines.append(f"| {r['task']} | {r['condition']} | {r['instruction']} | {_fmt(r)} | {ml} | {r['errors']} |")
+    lines += ["", "| given as | success [95% CI] | errors |", "| --- | --- | --- |"]
+    for c, s in result["overall"].items():
+        lines.append(f"| {c} (all tasks) | {_fmt(s)} | {s['errors']} |")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def _plot(path: str, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if r["success_rate"] is not None]
+    if not rows:
+        return
+    colors = {"train instruction": "tab:blue", "paraphrase": "tab:orange", "held-out task": "tab:red",
+              "video": "tab:green", "goal image": "tab:purple"}
+    labels = [f"{r['task']}\n{r['instruction'][:38]}" if r["condition"] == "paraphrase" else r["task"] for r in rows]
+    rates = np.array([r["success_rate"] for r in rows])
+    err = np.array([[r["success_rate"] - r["ci95"][0], r["ci95"][1] - r["success_rate"]] for r in rows]).T
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(rows) + 2), 4.5))
+    ax.bar(range(len(rows)), rates, yerr=err, capsize=3, color=[colors.get(r["condition"], "gray") for r in rows])
+    ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (95% Wilson CI)")
+    title = f"{os.path.basename(result['checkpoint'])} step {result['step']}: n={rows[0]['n']} per row"
+    ax.set_title(title + ("" if result["complete"] else " (INCOMPLETE)"), fontsize=9)
+    from matplotlib.patches import Patch
+
+    present = [c for c in colors if any(r["condition"] == c for r in rows)]
+    ax.legend(handles=[Patch(color=colors[c], label=c) for c in present], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+def write_video(path: str, frames: list[np.ndarray], instruction: str, res: dict, fps: int = 20) -> None:
+    """mp4 of the episode, the instruction on top of every frame, the outcome at the bottom; the last
+    frame is held for one second so the outcome is readable."""
+    import imageio.v2 as imageio
+    from PIL import Image, ImageDraw
+
+    outcome = "ERROR" if res.get("error") else ("SUCCESS" if res["success"] else "FAILURE")
+    color = {"SUCCESS": (40, 200, 60), "FAILURE": (230, 50, 40), "ERROR": (230, 160, 20)}[outcome]
+    out = []
+    for t, frame in enumerate(frames):
+        img = Image.fromarray(frame)
+        d = ImageDraw.Draw(img)
+        w, h = img.size
+        d.rectangle([0, 0, w, 13], fill=(0, 0, 0))
+        d.text((3, 1), instruction[:60], fill=(255, 255, 255))
+        last = t == len(frames) - 1
+        d.rectangle([0, h - 13, w, h], fill=(0, 0, 0))
+        d.text((3, h - 12), f"step {t + 1}" + (f"  {outcome}" if last else ""), fill=color if last else (200, 200, 200))
+        out.append(np.asarray(img))
+    out += [out[-1]] * fps
+    tmp = path + ".tmp.mp4"
+    imageio.mimwrite(tmp, out, fps=fps, macro_block_size=1)
+    os.replace(tmp, path)

@@ -1,0 +1,332 @@
+"""Rollout evaluation: seeded episodes per task in parallel worker processes.
+
+    mtil eval RUN/last.pt --episodes-per-task 20 --workers 2 --out RUN/eval
+
+The environment is rebuilt from the checkpoint's recorded ``env_args`` (same render settings as the
+data). Episode i of every task uses seed ``--seed + i``, for every checkpoint, so comparisons between
+checkpoints and between rows of one task (training instruction vs paraphrase) are paired. An episode
+that raises (unstable physics, renderer failure) or whose worker dies is an *error* row entry, counted
+apart from failures; the run goes on. Ctrl-C writes what finished, marked ``"complete": false``.
+
+Rows: for each task, the training instruction; with ``--instructions heldout|all`` also each held-out
+paraphrase and each held-out task composition (never demonstrated); with ``--condition video`` or
+``goal_image`` the task is given by a demo clip / the last frame of a demo from ``--demos FILE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtil.datasets.errors import UserError
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a checkpoint by rollouts in simulation: per-task success with 95% intervals, report,
+    plot and videos."""
+
+    checkpoint: str
+    """checkpoint file written by `mtil train` (e.g. RUN/last.pt)"""
+    out: str
+    """output directory for eval.json, report.md, success.png and videos/"""
+    episodes_per_task: int = 20
+    """episodes per row (task x way of giving it)"""
+    workers: int = 2
+    """parallel worker processes, each with its own simulator and a copy of the policy"""
+    tasks: list[str] = field(default_factory=list)
+    """suite task names to evaluate (default: every task the checkpoint was trained on)"""
+    instructions: str = "train"
+    """train (training instructions) | heldout (paraphrases + held-out compositions) | all"""
+    condition: str = "auto"
+    """auto (as trained) | language | video | goal_image: how the task is given to the policy"""
+    demos: str = ""
+    """HDF5 file with demos of the tasks: clips (video) or last frames (goal_image) come from it"""
+    video_episodes: int = 2
+    """episodes per row recorded as mp4 (the first ones)"""
+    seed: int = 1000
+    """seed of episode 0; episode i uses seed + i"""
+    max_steps: int = 300
+    """steps before an episode counts as a failure"""
+    raw_weights: bool = False
+    """use the raw weights instead of the EMA weights"""
+    video_size: int = 192
+    """video frame size in pixels"""
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_task < 1:
+            raise UserError(f"--episodes-per-task must be >= 1, got {self.episodes_per_task}")
+        if self.workers < 1 or self.workers > 64:
+            raise UserError(f"--workers must be in [1, 64], got {self.workers}")
+        if self.instructions not in ("train", "heldout", "all"):
+            raise UserError(f"--instructions must be train, heldout or all, got {self.instructions!r}")
+        if self.condition not in ("auto", "language", "video", "goal_image"):
+            raise UserError(f"--condition must be auto, language, video or goal_image, got {self.condition!r}")
+        if self.max_steps < 1 or self.video_episodes < 0:
+            raise UserError("--max-steps must be >= 1 and --video-episodes >= 0")
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (95% by default); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    task: str  # suite task name, or the stock env's name
+    condition: str  # "train instruction" | "paraphrase" | "held-out task" | "video" | "goal image"
+    instruction: str  # what the policy is told (the task's instruction for video/goal rows)
+    task_input: object = None  # str instruction, {"video": clip} or goal image (H, W, 3)
+
+
+def plan_rows(cfg: EvalConfig, ckpt: dict) -> tuple[list[Row], dict]:
+    """Rows to evaluate and the env_args to build environments from."""
+    env_args = ckpt.get("env_args")
+    if not env_args or "env_name" not in env_args:
+        raise UserError(f"{cfg.checkpoint}: the training data recorded no env_args: cannot rebuild the environment")
+    kind = ckpt["policy_config"]["conditioning"]["kind"]
+    condition = kind if cfg.condition == "auto" else cfg.condition
+    if condition == "language" and kind not in ("language", "video", "onehot"):
+        raise UserError(f"this checkpoint is {kind}-conditioned: use --condition {kind}")
+    trained = list(ckpt["tasks"])
+    from mtil.pipeline.sim_envs import SUITE_ENV_NAME
+
+    rows: list[Row] = []
+    if env_args["env_name"] != SUITE_ENV_NAME:  # a stock robosuite env: one task, as named in the data
+        if cfg.tasks and cfg.tasks != [env_args["env_name"]]:
+            raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
+        name = env_args.get("mtil_task") or env_args["env_name"]
+        if condition in ("language", "onehot"):
+            rows.append(Row(name, "train instruction", trained[0], trained[0]))
+        return _demo_rows(rows, cfg, condition, {name: trained[0]}), env_args
+    from mtil.pipeline.sim_tasks import TASKS, held_out_tasks, task_for_instruction
+
+    by_name = {task_for_instruction(t): t for t in trained}
+    by_name.pop(None, None)
+    names = cfg.tasks or list(by_name)
+    for n in names:
+        if n not in TASKS:
+            raise UserError(f"--tasks: unknown task {n!r}; known: {', '.join(TASKS)}")
+    if condition in ("language", "onehot"):
+        for n in names:
+            spec = TASKS[n]
+            if cfg.instructions in ("train", "all") and n in by_name:
+                rows.append(Row(n, "train instruction", spec.instruction, spec.instruction))
+            if cfg.instructions in ("heldout", "all") and kind != "onehot" and n in by_name:
+                rows += [Row(n, "paraphrase", p, p) for p in spec.paraphrases]
+        if cfg.instructions in ("heldout", "all") and kind != "onehot":
+            for n in held_out_tasks():
+                if not cfg.tasks or n in cfg.tasks:
+                    rows.append(Row(n, "held-out task", TASKS[n].instruction, TASKS[n].instruction))
+    rows = _demo_rows(rows, cfg, condition, {n: TASKS[n].instruction for n in names})
+    if not rows:
+        raise UserError("nothing to evaluate: no task of this checkpoint matches --tasks/--instructions")
+    return rows, env_args
+
+
+def _demo_rows(rows: list[Row], cfg: EvalConfig, condition: str, tasks: dict[str, str]) -> list[Row]:
+    """Rows where the task is shown by a demo (video clip or goal frame) from --demos."""
+    if condition not in ("video", "goal_image"):
+        return rows
+    if not cfg.demos:
+        raise UserError(f"--condition {condition} needs --demos FILE.hdf5 with demos of the evaluated tasks")
+    import h5py
+
+    from mtil.datasets.schema import inspect_file
+    from mtil.encoders.video import sample_clip
+
+    info = inspect_file(cfg.demos)
+    if info.problems:
+        raise UserError(f"--demos: {info.problems[0]}")
+    key = "agentview_image"
+    with h5py.File(cfg.demos, "r") as f:
+        for name, text in tasks.items():
+            demo = next((d for d in reversed(info.demos) if d.instruction == text), None)  # last: often held out
+            if demo is None:
+                raise UserError(f"--demos {cfg.demos}: no demo of task {name!r} ({text!r})")
+            frames = f["data"][demo.name]["obs"][info.stored_key(key)]
+            if condition == "video":
+                clip = sample_clip(frames, 8).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
+                rows.append(Row(name, "video", text, {"video": clip}))
+            else:
+                rows.append(Row(name, "goal image", text, np.asarray(frames[-1])))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ workers
+def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_steps: int, video_size: int,
+            jobs, results) -> None:
+    """Worker process: one policy copy, one simulator per task, episodes from ``jobs`` until None."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
+    from mtil.pipeline.checkpoint import load_policy
+    from mtil.pipeline.sim_envs import SUITE_ENV_NAME, make_env
+
+    policy, _ = load_policy(ckpt_path, ema=ema)
+    envs = {}
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        jid, r, seed, record = job
+        results.put(("start", jid, os.getpid()))
+        row = rows[r]
+        frames = []
+        t0 = time.perf_counter()
+        try:
+            if row.task not in envs:
+                envs[row.task] = make_env(env_args, task=row.task if env_args["env_name"] == SUITE_ENV_NAME else None)
+            env = envs[row.task]
+            policy.reset()
+            obs = env.reset(seed=seed)
+            success, steps = False, 0
+            while steps < max_steps:
+                steps += 1
+                action = policy.predict_action(obs, row.task_input)
+                obs, _, done, _ = env.step(action)
+                if record:
+                    frames.append(env.render_frame("agentview", video_size))
+                if done:
+                    success = True
+                    break
+            results.put(("done", jid, {"success": success, "length": steps, "error": None,
+                                       "seconds": time.perf_counter() - t0}, frames))
+        except Exception as e:  # a simulator fault is an error entry, not a crash of the evaluation
+            envs.pop(row.task, None)
+            results.put(("done", jid, {"success": False, "length": 0, "error": f"{type(e).__name__}: {e}"[:300],
+                                       "seconds": time.perf_counter() - t0}, frames))
+
+
+def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
+    """Run the evaluation and write eval.json, report.md, success.png and videos; returns the results.
+
+    ``on_episode_start(job_id, worker_pid)``: optional hook, called in this process when a worker starts
+    an episode (progress displays, or tests that kill a worker mid-episode).
+    """
+    from tqdm import tqdm
+
+    from mtil.pipeline.checkpoint import load_checkpoint
+    from mtil.pipeline.eval_report import write_outputs, write_video
+
+    ckpt = load_checkpoint(cfg.checkpoint)
+    rows, env_args = plan_rows(cfg, ckpt)
+    if ckpt["policy_config"]["conditioning"]["kind"] in ("language", "video"):
+        # Embed every instruction here, once: workers then never load the language model.
+        texts = [r.task_input for r in rows if isinstance(r.task_input, str)]
+        if texts:
+            from mtil.encoders.language import LanguageEncoder
+
+            emb = dict(zip(texts, LanguageEncoder().encode(texts).numpy()))
+            for r in rows:
+                if isinstance(r.task_input, str):
+                    r.task_input = emb[r.task_input]
+    out = os.path.abspath(cfg.out)
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    n = cfg.episodes_per_task
+    episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
+    # job order: episode index major, so early results cover every row
+    todo = [(r * n + i, r, cfg.seed + i, i < cfg.video_episodes) for i in range(n) for r in range(len(rows))]
+    ctx = mp.get_context("spawn")
+    jobs, results = ctx.Queue(), ctx.Queue()
+    for job in todo:
+        jobs.put(job)
+    workers: dict[int, mp.Process] = {}
+
+    def start_worker():
+        p = ctx.Process(target=_worker, args=(cfg.checkpoint, not cfg.raw_weights, env_args, rows, cfg.max_steps,
+                                              cfg.video_size, jobs, results), daemon=True)
+        p.start()
+        workers[p.pid] = p
+
+    n_workers = min(cfg.workers, len(todo))
+    for _ in range(n_workers):
+        start_worker()
+    running: dict[int, tuple] = {}  # pid -> job it started
+    job_by_id = {j[0]: j for j in todo}
+    done = deaths = 0
+    complete = False
+    t0 = time.time()
+    bar = tqdm(total=len(todo), desc="eval", unit="ep", dynamic_ncols=True, disable=None)
+    try:
+        while done < len(todo):
+            try:
+                msg = results.get(timeout=1.0)
+            except queue.Empty:
+                for pid, p in list(workers.items()):
+                    if not p.is_alive():  # a worker died: its episode is an error, a new worker takes over
+                        del workers[pid]
+                        deaths += 1
+                        if pid in running:
+                            deaths = 0  # it died inside an episode: that episode is the error
+                            jid = running.pop(pid)[0]
+                            _, r, seed, _ = job_by_id[jid]
+                            episodes[(r, jid % n)] = {"seed": seed, "success": False, "length": 0, "seconds": 0.0,
+                                                      "error": f"worker died (exit code {p.exitcode})"}
+                            done += 1
+                            bar.update(1)
+                        if deaths >= 3:  # workers die before taking any episode: give up, say why
+                            raise RuntimeError(f"evaluation workers keep dying at start (exit code {p.exitcode})") from None
+                        if done < len(todo):
+                            start_worker()
+                continue
+            if msg[0] == "start":
+                running[msg[2]] = job_by_id[msg[1]]
+                if on_episode_start is not None:
+                    on_episode_start(msg[1], msg[2])
+                continue
+            _, jid, res, frames = msg
+            for pid, job in list(running.items()):
+                if job[0] == jid:
+                    del running[pid]
+            _, r, seed, record = job_by_id[jid]
+            episodes[(r, jid % n)] = {"seed": seed, **res}
+            if record and frames:
+                write_video(os.path.join(out, "videos", f"{rows[r].task}__{_slug(rows[r].condition)}__{jid % n}.mp4"),
+                            frames, rows[r].instruction, res)
+            done += 1
+            bar.update(1)
+            ok = [e for e in episodes.values() if e and not e["error"]]
+            bar.set_postfix(success=f"{np.mean([e['success'] for e in ok]):.0%}" if ok else "-")
+        complete = True
+    except KeyboardInterrupt:
+        print("\ninterrupted: writing the episodes that finished (marked incomplete)", file=sys.stderr)
+    finally:
+        bar.close()
+        for _ in workers:
+            jobs.put(None)
+        for p in workers.values():
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    meta = {"checkpoint": os.path.abspath(cfg.checkpoint), "checkpoint_sha256": file_sha256(cfg.checkpoint),
+            "step": ckpt.get("step"), "seconds": time.time() - t0, "complete": complete,
+            "config": {k: v for k, v in vars(cfg).items()}, "env_name": env_args["env_name"]}
+    return write_outputs(out, rows, episodes, n, meta)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")

@@ -1,0 +1,119 @@
+"""Evaluation: Wilson intervals, paired seeding, a crashing worker as an error row, eval.json schema."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("robosuite")
+
+from mtil.pipeline import evaluate as ev  # noqa: E402
+from mtil.pipeline.evaluate import EvalConfig, Row, wilson  # noqa: E402
+
+
+def test_wilson_values():
+    # reference values of the Wilson score interval (z = 1.96)
+    assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson(17, 20) == pytest.approx((0.6396, 0.9476), abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_config_validation():
+    from mtil.datasets.errors import UserError
+
+    with pytest.raises(UserError, match="episodes-per-task"):
+        EvalConfig("x.pt", "out", episodes_per_task=0)
+    with pytest.raises(UserError, match="instructions"):
+        EvalConfig("x.pt", "out", instructions="some")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny policy trained a few steps on 2 collected demos of one suite task (16 px cameras)."""
+    from mtil.pipeline.cli import main
+
+    d = tmp_path_factory.mktemp("eval")
+    data = str(d / "demos.hdf5")
+    assert main(["collect", "--tasks", "lift_red", "--demos-per-task", "2", "--workers", "1", "--out", data,
+                 "--image-size", "16"]) == 0
+    assert main(["train", "--data", data, "--out", str(d / "run"), "--steps", "2", "--batch-size", "4",
+                 "--conditioning", "onehot", "--cond-dim", "8", "--save-every", "2"]) == 0
+    return str(d / "run" / "last.pt")
+
+
+def test_eval_outputs_and_paired_seeds(trained, tmp_path, capsys):
+    from mtil.pipeline.cli import main
+
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    args = ["--episodes-per-task", "2", "--workers", "1", "--max-steps", "8", "--video-episodes", "1"]
+    assert main(["eval", trained, "--out", str(out1), *args]) == 0
+    assert main(["eval", trained, "--out", str(out2), *args]) == 0
+    r1 = json.loads((out1 / "eval.json").read_text())
+    r2 = json.loads((out2 / "eval.json").read_text())
+    assert r1["schema"] == "mtil-eval/1" and r1["complete"] is True
+    assert len(r1["checkpoint_sha256"]) == 64 and r1["step"] == 2
+    row = r1["rows"][0]
+    assert set(row) >= {"task", "condition", "instruction", "successes", "n", "success_rate", "ci95", "errors",
+                        "mean_length", "episodes"}
+    assert row["task"] == "lift_red" and row["condition"] == "train instruction" and row["n"] == 2
+    assert [e["seed"] for e in row["episodes"]] == [1000, 1001]
+    assert "train instruction" in r1["overall"]
+    # same checkpoint, same seeds -> identical outcomes and lengths
+    strip = lambda r: [(e["seed"], e["success"], e["length"]) for x in r["rows"] for e in x["episodes"]]  # noqa
+    assert strip(r1) == strip(r2)
+    assert (out1 / "success.png").stat().st_size > 1000
+    assert "| lift_red | train instruction |" in (out1 / "report.md").read_text()
+    videos = os.listdir(out1 / "videos")
+    assert videos == ["lift_red__train_instruction__0.mp4"]
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(str(out1 / "videos" / videos[0]), format="ffmpeg") as reader:
+        first = reader.get_data(0)
+        n_frames = reader.count_frames()
+    assert n_frames >= 8 and first.shape == (192, 192, 3)
+
+
+def test_crashing_worker_is_an_error_row(trained, tmp_path):
+    """The first episode's worker is killed (SIGKILL) mid-episode: that episode is an error, a new
+    worker takes over, the other episode runs normally, and the run is complete."""
+    import signal
+
+    killed = []
+
+    def kill_first(job_id, pid):
+        if not killed:
+            killed.append(job_id)
+            os.kill(pid, signal.SIGKILL)
+
+    res = ev.evaluate(EvalConfig(trained, str(tmp_path / "c"), episodes_per_task=2, workers=1, max_steps=30,
+                                 video_episodes=0), on_episode_start=kill_first)
+    row = res["rows"][0]
+    assert killed and row["errors"] == 1 and row["n"] == 1, row
+    errors = [e for e in row["episodes"] if e["error"]]
+    assert "worker died" in errors[0]["error"] and errors[0]["seed"] == 1000 + killed[0] % 2
+    assert res["complete"] is True
+
+
+def test_simulator_exception_is_an_error_row(trained, tmp_path, monkeypatch):
+    """An exception inside an episode (here: a task input the policy cannot use) is an error entry."""
+    monkeypatch.setattr(ev, "plan_rows", lambda cfg, ckpt: ([Row("lift_red", "train instruction", "lift the red cube",
+                                                                 np.array([object()]))], ckpt["env_args"]))
+    res = ev.evaluate(EvalConfig(trained, str(tmp_path / "d"), episodes_per_task=2, workers=1, max_steps=5,
+                                 video_episodes=0))
+    row = res["rows"][0]
+    assert row["errors"] == 2 and row["n"] == 0 and row["success_rate"] is None
+    assert all(e["error"] and "worker died" not in e["error"] for e in row["episodes"])
+
+
+def test_unknown_task_and_missing_checkpoint(trained, tmp_path, capsys):
+    from mtil.pipeline.cli import main
+
+    assert main(["eval", trained, "--out", str(tmp_path / "x"), "--tasks", "fly_to_moon"]) == 2
+    assert "fly_to_moon" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "y")]) == 2
+    assert "does not exist" in capsys.readouterr().err
