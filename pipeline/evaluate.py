@@ -289,7 +289,8 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
                             done += 1
                             bar.update(1)
                         if deaths >= 3:  # workers die before taking any episode: give up, say why
-                            raise RuntimeError(f"evaluation workers keep dying at start (exit code {p.exitcode})") from None
+                            msg = f"evaluation workers keep dying at start (exit code {p.exitcode})"
+                            raise RuntimeError(msg) from None
                         if done < len(todo):
                             start_worker()
                 continue

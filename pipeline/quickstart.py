@@ -1,0 +1,91 @@
+"""`mtil quickstart`: the whole loop on a small default, for a new user on a 2-core CPU.
+
+collect scripted demos of a few language tasks that share one scene (told apart only by the
+instruction) -> train one language-conditioned policy -> evaluate it by rollouts -> print the table
+and where the report, plot and videos are. Stages already done in --out are reused, so an interrupted
+quickstart continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from mtil.datasets.errors import UserError
+
+
+@dataclass
+class QuickstartConfig:
+    """Collect -> train -> evaluate a small multi-task suite end to end (about 25 minutes on 2 CPU cores)."""
+
+    out: str = "quickstart"
+    """directory for demos.hdf5, run/ (checkpoints, TensorBoard) and eval/ (report, plot, videos)"""
+    tasks: str = "lift_red,lift_green,lift_blue"
+    """suite tasks (see `mtil tasks`); the default three share one scene and differ only in words"""
+    demos_per_task: int = 30
+    """scripted demos collected per task"""
+    steps: int = 3000
+    """training steps"""
+    episodes_per_task: int = 20
+    """evaluation episodes per task"""
+    workers: int = 2
+    """parallel simulator processes for collection and evaluation"""
+    image_size: int = 64
+    """camera image size in pixels"""
+    seed: int = 0
+    """seed of collection and training"""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.demos_per_task < 2 or self.episodes_per_task < 1:
+            raise UserError("--steps >= 1, --demos-per-task >= 2 and --episodes-per-task >= 1 are needed")
+
+
+def quickstart(cfg: QuickstartConfig) -> dict:
+    from mtil.pipeline.evaluate import EvalConfig, evaluate
+    from mtil.pipeline.sim_collect import CollectConfig, collect
+    from mtil.pipeline.train import TrainConfig, train
+
+    out = os.path.abspath(cfg.out)
+    os.makedirs(out, exist_ok=True)
+    demos, run, ev = os.path.join(out, "demos.hdf5"), os.path.join(out, "run"), os.path.join(out, "eval")
+    t0 = time.time()
+    say = lambda text: print(f"[{time.time() - t0:5.0f} s] {text}", file=sys.stderr, flush=True)  # noqa: E731
+
+    if os.path.exists(demos):
+        say(f"1/3 demos: reusing {demos}")
+    else:
+        say(f"1/3 collecting {cfg.demos_per_task} scripted demos for each of {cfg.tasks} ({cfg.workers} workers)")
+        collect(CollectConfig(tasks=cfg.tasks, demos_per_task=cfg.demos_per_task, out=demos, workers=cfg.workers,
+                              seed=cfg.seed, image_size=cfg.image_size))
+    tcfg = TrainConfig(data=[demos], out=run, steps=cfg.steps, seed=cfg.seed, save_every=max(1, cfg.steps // 3))
+    last = os.path.join(run, "last.pt")
+    done_steps = _checkpoint_step(last)
+    if done_steps == cfg.steps:
+        say(f"2/3 training: reusing {last}")
+    else:
+        tcfg.resume = done_steps is not None
+        say(f"2/3 training one language-conditioned policy for {cfg.steps} steps"
+            + (f" (resuming at step {done_steps})" if tcfg.resume else "") + f"; TensorBoard: {run}/tb")
+        train(tcfg)
+    say(f"3/3 evaluating {cfg.episodes_per_task} episodes per task ({cfg.workers} workers)")
+    result = evaluate(EvalConfig(checkpoint=last, out=ev, episodes_per_task=cfg.episodes_per_task,
+                                 workers=cfg.workers))
+    with open(os.path.join(ev, "report.md")) as f:
+        print(f.read())
+    overall = result["overall"].get("train instruction", {})
+    rate = overall.get("success_rate")
+    say(f"done in {(time.time() - t0) / 60:.1f} min: mean success "
+        f"{'-' if rate is None else f'{rate:.0%}'} over {overall.get('n', 0)} episodes")
+    print(f"report: {ev}/report.md\nplot:   {ev}/success.png\nvideos: {ev}/videos/\n"
+          f"next:   mtil eval {last} --out {out}/eval_heldout --instructions heldout", file=sys.stderr)
+    return result
+
+
+def _checkpoint_step(path: str) -> int | None:
+    if not os.path.exists(path):
+        return None
+    from mtil.pipeline.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(path)["step"])
