@@ -67,8 +67,8 @@ class TrainConfig:
     """gradient norm clip"""
     ema_decay: float = 0.995
     """decay of the EMA weights used for evaluation"""
-    obs_horizon: int = 2
-    """observation frames the policy sees (t-To+1 .. t)"""
+    obs_horizon: int = 1
+    """observation frames the policy sees (t-To+1 .. t); each extra frame costs a full CNN pass per camera"""
     action_horizon: int = 8
     """actions predicted per chunk (t .. t+H-1)"""
     exec_steps: int = 4
