@@ -57,6 +57,10 @@ class TrainConfig:
     """write step_<n>.pt and last.pt every N steps (and at the end)"""
     eval_every: int = 0
     """validation loss every N steps on the valid split (0: only at the end)"""
+    rollout_every: int = 0
+    """evaluate by simulated rollouts every N steps (at a checkpoint save) and keep the best as best.pt; 0: off"""
+    rollout_episodes: int = 10
+    """episodes per task of each periodic rollout evaluation"""
     lr: float = 3e-4
     """peak learning rate of AdamW"""
     weight_decay: float = 1e-4
@@ -99,14 +103,15 @@ class TrainConfig:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.sampler not in ("stratified", "size"):
             raise UserError(f"--sampler must be stratified or size, got {self.sampler!r}")
-        if self.save_every < 1 or self.eval_every < 0:
-            raise UserError("--save-every must be >= 1 and --eval-every >= 0")
+        if self.save_every < 1 or self.eval_every < 0 or self.rollout_every < 0 or self.rollout_episodes < 1:
+            raise UserError("--save-every and --rollout-episodes must be >= 1, --eval-every and --rollout-every >= 0")
         if self.conditioning not in ("language", "video", "onehot", "goal_image"):
             raise UserError(f"--conditioning must be language, video, onehot or goal_image, got {self.conditioning!r}")
 
 
 # Fields that do not change what is computed: they may differ when resuming.
-RESUME_FREE = {"resume", "save_every", "eval_every", "num_workers", "device", "out"}
+RESUME_FREE = {"resume", "save_every", "eval_every", "num_workers", "device", "out", "rollout_every",
+               "rollout_episodes"}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -215,7 +220,9 @@ def train(cfg: TrainConfig) -> str:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     step, epoch, batch_in_epoch = 0, 0, 0
+    best = -1.0  # best rollout success so far (periodic rollout evaluation)
     if resume_ckpt is not None:
+        best = float(resume_ckpt.get("best_success", -1.0))
         model.load_state_dict(resume_ckpt["model"])
         ema.load_state_dict(resume_ckpt["ema"])
         opt.load_state_dict(resume_ckpt["optimizer"])
@@ -246,7 +253,7 @@ def train(cfg: TrainConfig) -> str:
                 "scheduler": {"kind": "warmup_cosine", "lr": lr_at(min(step, cfg.steps - 1), cfg)},
                 "sampler": {**sampler.state_dict(), "epoch": epoch, "batch": batch_in_epoch},
                 "rng": {"torch": torch.get_rng_state()}, "stats": stats, "tasks": instructions,
-                "env_args": manifest["files"][0]["env_args"], "world_size": world}
+                "env_args": manifest["files"][0]["env_args"], "world_size": world, "best_success": best}
         for p in path_list:
             save_checkpoint(p, ckpt)
 
@@ -263,6 +270,7 @@ def train(cfg: TrainConfig) -> str:
     from tqdm import tqdm
 
     stream = batches()
+    start_step = step
     clip_rng_seed = cfg.seed + 7919 * rank
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not main_proc or None,
                dynamic_ncols=True)
@@ -297,6 +305,9 @@ def train(cfg: TrainConfig) -> str:
         wait_total, t_total = wait_total + t_wait, t_total + dt
         if main_proc:
             bar.update(1)
+            if bar.disable and (step % max(1, cfg.steps // 20) == 0 or step == cfg.steps):  # logs, not a terminal
+                print(f"step {step}/{cfg.steps} loss {loss_value:.4f} {(step - start_step) / t_total:.2f} steps/s "
+                      f"data wait {wait_total / t_total:.1%}", file=sys.stderr, flush=True)
             bar.set_postfix(loss=f"{loss_value:.4f}", wait=f"{wait_total / t_total:.0%}")
             if step % 10 == 0 or step == cfg.steps:
                 writer.add_scalar("train/loss", loss_value, step)
@@ -315,14 +326,39 @@ def train(cfg: TrainConfig) -> str:
                     writer.add_scalar(f"valid_task/{t}", v, step)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 checkpoint([os.path.join(out, f"step_{step}.pt"), last])
+            if cfg.rollout_every and (step % cfg.rollout_every == 0 or step == cfg.steps):
+                rate = rollout_success(out, step, cfg, writer, checkpoint)
+                if rate > best:
+                    best = rate
+                    checkpoint([os.path.join(out, "best.pt")])  # records the new best_success inside
+                    print(f"step {step}: rollout success {rate:.0%}, new best -> best.pt", file=sys.stderr)
     bar.close()
     if main_proc:
         writer.close()
-        print(f"trained {step} steps in {t_total:.0f} s ({step / max(t_total, 1e-9):.2f} steps/s, data wait "
+        print(f"trained {step - start_step} steps in {t_total:.0f} s ({(step - start_step) / max(t_total, 1e-9):.2f} "
+              f"steps/s, data wait "
               f"{wait_total / max(t_total, 1e-9):.1%}); checkpoint: {last}", file=sys.stderr)
     if world > 1:
         torch.distributed.destroy_process_group()
     return last
+
+
+def rollout_success(out: str, step: int, cfg: TrainConfig, writer, checkpoint) -> float:
+    """Mean success of the current EMA weights over the training tasks, by rollouts in worker processes
+    (the training process's RNG is untouched). The report stays in RUN/rollouts/step_<n>/."""
+    import shutil
+
+    from mtil.pipeline.evaluate import EvalConfig, evaluate
+
+    path = os.path.join(out, "rollout_candidate.pt")
+    checkpoint([path])
+    res = evaluate(EvalConfig(checkpoint=path, out=os.path.join(out, "rollouts", f"step_{step}"),
+                              episodes_per_task=cfg.rollout_episodes, video_episodes=0))
+    os.unlink(path)
+    shutil.rmtree(os.path.join(out, "rollouts", f"step_{step}", "videos"), ignore_errors=True)
+    rate = res["overall"].get("train instruction", {}).get("success_rate") or 0.0
+    writer.add_scalar("rollout/success", rate, step)
+    return rate
 
 
 @torch.no_grad()

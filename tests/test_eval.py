@@ -46,6 +46,21 @@ def trained(tmp_path_factory):
     return str(d / "run" / "last.pt")
 
 
+def test_periodic_rollouts_keep_best(trained, tmp_path):
+    """--rollout-every evaluates in worker processes and writes best.pt with its success recorded."""
+    import torch
+
+    from mtil.pipeline.train import TrainConfig, train
+
+    data = os.path.join(os.path.dirname(os.path.dirname(trained)), "demos.hdf5")
+    out = tmp_path / "run"
+    train(TrainConfig(data=[data], out=str(out), steps=2, batch_size=4, conditioning="onehot", cond_dim=8,
+                      save_every=2, rollout_every=2, rollout_episodes=1))
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["step"] == 2 and 0.0 <= best["best_success"] <= 1.0
+    assert (out / "rollouts" / "step_2" / "eval.json").exists() and not (out / "rollout_candidate.pt").exists()
+
+
 def test_eval_outputs_and_paired_seeds(trained, tmp_path, capsys):
     from mtil.pipeline.cli import main
 
