@@ -1,0 +1,312 @@
+"""Parallel scripted-expert collection into one robomimic-layout HDF5 file (``mtil collect``).
+
+    from mtil.pipeline.sim_collect import CollectConfig, collect
+    summary = collect(CollectConfig(tasks="all", demos_per_task=20, out="demos.hdf5", workers=2))
+
+How it works
+- Episode ``i`` of task ``t`` uses seed ``episode_seed(seed, t, i)``; task ``t`` runs episodes 0, 1, 2, ...
+  and keeps its first ``demos_per_task`` successes in index order, so the file is a function of the
+  config alone (not of worker timing). A failed episode (expert did not succeed within the horizon) or
+  an unstable simulation is dropped, counted, and replaced by the task's next index.
+- Worker processes (``spawn``) build one env per scene once and reuse it (``hard_reset=False``, reset
+  ~0.1 s). Each worker has its own job queue, so when a worker dies its episode is known and re-queued
+  on another worker (up to 3 tries, then counted as an error).
+- The main process writes each episode as it arrives into ``.<name>.tmp-<pid>`` beside ``out`` and, when
+  all are in, renames the groups to ``demo_0..`` in (task, index) order, writes masks and attrs, fsyncs
+  and ``os.replace``s it onto ``out``. Any exception or Ctrl-C removes the temp file: ``out`` is either
+  complete or untouched.
+
+File layout: DESIGN.md section 3; per demo attrs ``num_samples``, ``language_instruction``, ``mtil_task``,
+``seed``, ``model_file`` (unprocessed MJCF); datasets ``actions`` (T, 7) float64, ``states`` (T, 58|...)
+flattened MuJoCo state before each action, ``rewards``/``dones`` (T,), ``obs/<key>`` and optionally
+``next_obs/<key>``; images uint8 upright, stored contiguous and uncompressed (memory-mappable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import time
+import zlib
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from mtil.datasets.errors import UserError
+
+
+def episode_seed(seed: int, task: str, index: int) -> int:
+    """Seed of episode ``index`` of ``task`` in a run with ``--seed seed`` (stable across processes)."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(task.encode()), int(index)])
+    return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass
+class CollectConfig:
+    """Collect scripted-expert demonstrations of simulated language tasks into one HDF5 file."""
+
+    tasks: str = "all"  # "all" (training tasks), "held_out", "everything", or comma-separated task names
+    demos_per_task: int = 10  # successful demos kept per task
+    out: str = "demos.hdf5"  # output HDF5 file (written atomically)
+    workers: int = 2  # parallel simulator processes
+    seed: int = 0  # run seed; episode seeds derive from (seed, task, episode index)
+    image_size: int = 84  # camera height = width in pixels
+    next_obs: bool = False  # also store next_obs/<key> (robomimic's SequenceDataset can use it)
+    render_quality: str = "fast"  # "fast" (decimated meshes, no shadows/MSAA) or "default" (robosuite's)
+    overwrite: bool = False  # replace an existing output file
+    valid_fraction: float = 0.1  # share of each task's demos listed in mask/valid (floor), rest in mask/train
+    horizon: int = 400  # max steps per episode before it counts as a failure
+    max_failures: int = 0  # stop with an error when a task fails this many episodes (0: 10 + 2 * demos_per_task)
+    progress: bool = True  # show a tqdm progress bar
+    task_names: list[str] = field(default_factory=list, repr=False)  # resolved in __post_init__
+
+    def __post_init__(self):
+        from mtil.pipeline.sim_tasks import resolve_tasks
+
+        self.task_names = resolve_tasks(self.tasks)
+        if self.demos_per_task < 1:
+            raise UserError(f"--demos-per-task must be >= 1, got {self.demos_per_task}")
+        if not 1 <= self.workers <= 64:
+            raise UserError(f"--workers must be between 1 and 64, got {self.workers}")
+        if not 16 <= self.image_size <= 512:
+            raise UserError(f"--image-size must be between 16 and 512, got {self.image_size}")
+        if self.render_quality not in ("fast", "default"):
+            raise UserError(f"--render-quality must be 'fast' or 'default', got {self.render_quality!r}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise UserError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.horizon < 10:
+            raise UserError(f"--horizon must be >= 10, got {self.horizon}")
+        out_dir = os.path.dirname(os.path.abspath(self.out))
+        if os.path.isdir(self.out):
+            raise UserError(f"--out {self.out}: is a directory, expected a file path")
+        if os.path.exists(self.out) and not self.overwrite:
+            raise UserError(f"--out {self.out}: file exists (use --overwrite to replace it)")
+        if not os.path.isdir(out_dir):
+            raise UserError(f"--out {self.out}: directory {out_dir} does not exist")
+        if not os.access(out_dir, os.W_OK):
+            raise UserError(f"--out {self.out}: directory {out_dir} is not writable")
+
+
+# ---------------------------------------------------------------- worker side
+
+
+def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool) -> dict | None:
+    """Run the expert once, recording everything a demo stores; None if it did not succeed."""
+    from mtil.pipeline.sim_experts import run_expert_episode
+
+    obs_list, states, actions, rewards, dones = [], [], [], [], []
+
+    def on_step(obs, state, action, reward, done):
+        for lst, x in zip((obs_list, states, actions, rewards, dones), (obs, state, action, reward, done)):
+            lst.append(x)
+
+    ok, _, final_obs = run_expert_episode(env, task, seed, horizon=horizon, on_step=on_step)
+    if not ok:
+        return None
+    ep = {
+        "actions": np.asarray(actions, np.float64),
+        "rewards": np.asarray(rewards, np.float64),
+        "dones": np.asarray(dones, np.int64),
+        "states": np.asarray(states, np.float64),
+        "obs": {k: np.stack([o[k] for o in obs_list]) for k in obs_list[0]},
+    }
+    if next_obs:
+        ep["next_obs"] = {k: np.stack([o[k] for o in obs_list[1:]] + [final_obs[k]]) for k in obs_list[0]}
+    ep["model_file"] = env.raw.raw_xml
+    return ep
+
+
+def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool) -> None:
+    """Worker loop: build an env per scene once, run jobs ``(task, index, seed)`` until ``None``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    from mtil.pipeline.sim_envs import UnstableSimulation, make_env
+    from mtil.pipeline.sim_tasks import TASKS
+
+    envs = {}
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        task, index, seed = job
+        try:
+            scene = TASKS[task].scene
+            if scene not in envs:
+                envs[scene] = make_env(env_args, task=task)
+            env = envs[scene]
+            env.raw.set_task(task)
+            env.task, env.instruction = task, TASKS[task].instruction
+            ep = record_episode(env, task, seed, horizon, next_obs)
+            results.put(("ok" if ep is not None else "fail", task, index, ep))
+        except UnstableSimulation as e:
+            results.put(("error", task, index, str(e)))
+        except Exception as e:  # a renderer/sim fault: record it with the seed, keep running
+            results.put(("error", task, index, f"{type(e).__name__}: {e}"))
+
+
+# ---------------------------------------------------------------- main side
+
+
+def _write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) -> None:
+    g = f.create_group(name)
+    T = len(ep["actions"])
+    g.attrs.update(num_samples=T, language_instruction=instruction, mtil_task=task, seed=seed,
+                   model_file=ep["model_file"])
+    for k in ("actions", "states", "rewards", "dones"):
+        g.create_dataset(k, data=ep[k])  # contiguous, uncompressed: memory-mappable
+    for grp in ("obs", "next_obs"):
+        if grp in ep:
+            sub = g.create_group(grp)
+            for k, v in ep[grp].items():
+                sub.create_dataset(k, data=v)
+
+
+def collect(cfg: CollectConfig) -> dict:
+    """Run the collection ``cfg`` describes; returns a summary dict (also printed by the CLI)."""
+    import multiprocessing as mp
+
+    import h5py
+    from tqdm import tqdm
+
+    from mtil.pipeline.sim_envs import suite_env_args
+    from mtil.pipeline.sim_tasks import TASKS
+
+    tasks, N = cfg.task_names, cfg.demos_per_task
+    max_fail = cfg.max_failures or 10 + 2 * N
+    env_args = suite_env_args(cfg.image_size, cfg.render_quality, tasks=tasks)
+    out = os.path.abspath(cfg.out)
+    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.tmp-{os.getpid()}")
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    workers: list[dict] = []
+
+    def start_worker(slot: int | None = None) -> None:
+        jq = ctx.Queue()
+        p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs), daemon=True)
+        p.start()
+        w = {"proc": p, "jobs": jq, "job": None}
+        if slot is None:
+            workers.append(w)
+        else:
+            workers[slot] = w
+
+    pending: deque = deque()
+    next_index = {t: N for t in tasks}
+    for i in range(N):  # interleave tasks so every task progresses from the start
+        for t in tasks:
+            pending.append((t, i, episode_seed(cfg.seed, t, i), 0))
+    kept: dict[tuple[str, int], str] = {}  # (task, index) -> temp group name
+    counts = {t: {"ok": 0, "fail": 0, "error": 0} for t in tasks}
+    error_msgs: list[str] = []
+    retried: list[str] = []  # episodes re-queued because their worker died
+    finished: set[tuple[str, int]] = set()  # (task, index) with a result
+    restarts = 0
+    t0 = time.time()
+    f = None
+    bar = tqdm(total=N * len(tasks), unit="demo", desc="collect", disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        f = h5py.File(tmp, "w")
+        data = f.create_group("data")
+        for _ in range(min(cfg.workers, len(pending))):
+            start_worker()
+        while sum(c["ok"] for c in counts.values()) < N * len(tasks):
+            for w in workers:  # hand out work to idle workers
+                if w["job"] is None and pending and w["proc"].is_alive():
+                    w["job"] = pending.popleft()
+                    w["jobs"].put(w["job"][:3])
+            for slot, w in enumerate(workers):  # a dead worker: re-queue its episode on another one
+                if not w["proc"].is_alive():
+                    job = w["job"]
+                    restarts += 1
+                    if restarts > 3 * cfg.workers + 3:
+                        raise RuntimeError(f"simulator workers keep dying (last exit code {w['proc'].exitcode}); "
+                                           "run one episode in the foreground to see why, e.g. "
+                                           "`mtil collect --workers 1 --demos-per-task 1`")
+                    start_worker(slot)
+                    if job is not None and job[:2] not in finished:
+                        retried.append(f"{job[0]} episode {job[1]}: worker {w['proc'].pid} died "
+                                       f"(exit code {w['proc'].exitcode}), re-queued")
+                        if job[3] + 1 < 3:
+                            pending.appendleft((*job[:3], job[3] + 1))
+                        else:
+                            finished.add(job[:2])
+                            _account("error", job[0], job[1], "its worker died 3 times", counts, error_msgs,
+                                     pending, next_index, cfg, N, max_fail)
+            try:
+                status, task, index, payload = results.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            for w in workers:
+                if w["job"] is not None and w["job"][:2] == (task, index):
+                    w["job"] = None
+            if (task, index) in finished:  # a duplicate (its worker died after sending it)
+                continue
+            finished.add((task, index))
+            if status == "ok":
+                name = f"tmp_{task}_{index}"
+                _write_demo(data, name, payload, task, TASKS[task].instruction, episode_seed(cfg.seed, task, index))
+                kept[(task, index)] = name
+                bar.update(1)
+            _account(status, task, index, payload, counts, error_msgs, pending, next_index, cfg, N, max_fail)
+            bar.set_postfix(failed=sum(c["fail"] for c in counts.values()),
+                            errors=sum(c["error"] for c in counts.values()))
+        bar.close()
+        # final order: by task (as given), then episode index
+        order = sorted(kept, key=lambda k: (tasks.index(k[0]), k[1]))
+        names_by_task: dict[str, list[str]] = {t: [] for t in tasks}
+        total = 0
+        for i, key in enumerate(order):
+            f.move(f"data/{kept[key]}", f"data/demo_{i}")
+            names_by_task[key[0]].append(f"demo_{i}")
+            total += int(data[f"demo_{i}"].attrs["num_samples"])
+        data.attrs["total"] = total
+        data.attrs["env_args"] = json.dumps(env_args)
+        data.attrs["mtil_collect"] = json.dumps({k: v for k, v in asdict(cfg).items() if k != "task_names"})
+        train, valid = [], []
+        for t in tasks:
+            n_valid = int(cfg.valid_fraction * len(names_by_task[t]))
+            train += names_by_task[t][: len(names_by_task[t]) - n_valid]
+            valid += names_by_task[t][len(names_by_task[t]) - n_valid:]
+        mask = f.create_group("mask")
+        mask.create_dataset("train", data=np.array(train, dtype="S"))
+        mask.create_dataset("valid", data=np.array(valid, dtype="S16"))
+        f.flush()
+        f.close()
+        f = None
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        bar.close()
+        for w in workers:
+            if w["proc"].is_alive():
+                w["jobs"].put(None)
+        for w in workers:
+            w["proc"].join(timeout=5)
+            if w["proc"].is_alive():
+                w["proc"].terminate()
+        if f is not None:
+            f.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    elapsed = time.time() - t0
+    return {"out": out, "demos": len(kept), "steps": total, "seconds": round(elapsed, 1),
+            "demos_per_s": round(len(kept) / max(elapsed, 1e-9), 3), "per_task": counts, "errors": error_msgs,
+            "retried": retried}
+
+
+def _account(status, task, index, payload, counts, error_msgs, pending, next_index, cfg, N, max_fail) -> None:
+    """Count a result; a failure or error queues the task's next episode index."""
+    counts[task][status] += 1
+    if status == "error":
+        error_msgs.append(f"{task} episode {index} (seed {episode_seed(cfg.seed, task, index)}): {payload}")
+    if status in ("fail", "error"):
+        if counts[task]["fail"] + counts[task]["error"] > max_fail:
+            raise RuntimeError(f"task {task}: {counts[task]['fail']} failed and {counts[task]['error']} "
+                               f"errored episodes for {counts[task]['ok']} successes; stopping")
+        i = next_index[task]
+        next_index[task] += 1
+        pending.append((task, i, episode_seed(cfg.seed, task, i), 0))
