@@ -24,9 +24,9 @@ class QuickstartConfig:
     """directory for demos.hdf5, run/ (checkpoints, TensorBoard) and eval/ (report, plot, videos)"""
     tasks: str = "lift_red,lift_green,lift_blue"
     """suite tasks (see `mtil tasks`); the default three share one scene and differ only in words"""
-    demos_per_task: int = 30
+    demos_per_task: int = 40
     """scripted demos collected per task"""
-    steps: int = 3000
+    steps: int = 4500
     """training steps"""
     episodes_per_task: int = 20
     """evaluation episodes per task"""
@@ -71,7 +71,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
         train(tcfg)
     say(f"3/3 evaluating {cfg.episodes_per_task} episodes per task ({cfg.workers} workers)")
     result = evaluate(EvalConfig(checkpoint=last, out=ev, episodes_per_task=cfg.episodes_per_task,
-                                 workers=cfg.workers))
+                                 workers=cfg.workers, max_steps=200))  # experts lift in ~65 steps
     with open(os.path.join(ev, "report.md")) as f:
         print(f.read())
     overall = result["overall"].get("train instruction", {})

@@ -61,8 +61,8 @@ class TrainConfig:
     """evaluate by simulated rollouts every N steps (at a checkpoint save) and keep the best as best.pt; 0: off"""
     rollout_episodes: int = 10
     """episodes per task of each periodic rollout evaluation"""
-    lr: float = 3e-4
-    """peak learning rate of AdamW"""
+    lr: float = 1e-3
+    """peak learning rate of AdamW (1e-3 reached 38% vs 3% for 3e-4 on the quickstart tasks at 3000 steps)"""
     weight_decay: float = 1e-4
     """AdamW weight decay (matrices only)"""
     warmup_steps: int = 200
