@@ -5,7 +5,6 @@ Nothing is written unless every input validates, and source files are only ever 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from mtil.datasets.atomic import write_json_atomic
 from mtil.datasets.errors import DataError, UserError
 from mtil.datasets.manifest import build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
@@ -34,22 +34,6 @@ class IngestConfig:
     """Seed of the generated train/valid split."""
     overwrite: bool = False
     """Replace an existing manifest in --out."""
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over ``path``."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def ingest(cfg: IngestConfig) -> dict:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 
 import torch
 
+from mtil.datasets.atomic import atomic_write
 from mtil.datasets.errors import UserError
 
 FORMAT = "mtil-checkpoint"
@@ -23,18 +23,7 @@ VERSION = 1
 def save_checkpoint(path: str, ckpt: dict) -> None:
     """torch.save to a temp file in the same directory, fsync, then rename over ``path``."""
     ckpt = {"format": FORMAT, "version": VERSION, **ckpt}
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(ckpt, f), binary=True)
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:

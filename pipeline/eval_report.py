@@ -9,7 +9,7 @@ import platform
 
 import numpy as np
 
-from mtil.datasets.ingest import write_json_atomic
+from mtil.datasets.atomic import atomic_write, write_json_atomic
 
 
 def summarize(episodes: list[dict]) -> dict:
@@ -64,9 +64,7 @@ def _write_report(path: str, result: dict) -> None:
     lines += ["", "| given as | success [95% CI] | errors |", "| --- | --- | --- |"]
     for c, s in result["overall"].items():
         lines.append(f"| {c} (all tasks) | {_fmt(s)} | {s['errors']} |")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
 
 
 def _plot(path: str, result: dict) -> None:
@@ -96,9 +94,8 @@ def _plot(path: str, result: dict) -> None:
     ax.legend(handles=[Patch(color=colors[c], label=c) for c in present], fontsize=7, loc="upper left",
               bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def write_video(path: str, frames: list[np.ndarray], instruction: str, res: dict, fps: int = 20) -> None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mtil.datasets.atomic import write_json_atomic
 from mtil.datasets.errors import UserError
-from mtil.datasets.ingest import write_json_atomic
 from mtil.datasets.manifest import manifest_from_inputs
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader

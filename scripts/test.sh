@@ -6,12 +6,6 @@
 # on sys.path (a top-level datasets/ folder there would shadow Hugging Face `datasets`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${MTIL_VENV:-.venv}"
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --upgrade pip
-fi
-"$VENV/bin/pip" install --quiet -e '.[test]'
-export MUJOCO_GL="${MUJOCO_GL:-egl}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+source scripts/_venv.sh "[test]"
 "$VENV/bin/ruff" check --quiet .
 "$VENV/bin/pytest" -q "$@"
