@@ -198,13 +198,13 @@ def train(cfg: TrainConfig) -> str:
     workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
 
     # ---------------------------------------------------------------- model
-    cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=K)
     lang_emb = None
     if cfg.conditioning in ("language", "video"):
         from mtil.encoders.language import LanguageEncoder
 
         lang_emb = LanguageEncoder().encode(instructions)
-        cond.lang_dim = lang_emb.shape[1]
+    cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=K,
+                              lang_dim=lang_emb.shape[1] if lang_emb is not None else 384)
     image_size = manifest["obs"][image_keys[0]]["shape"][:2]
     pcfg = PolicyConfig(image_keys=image_keys, lowdim_keys=lowdim_keys,
                         lowdim_dims=[int(np.prod(manifest["obs"][k]["shape"])) for k in lowdim_keys],
