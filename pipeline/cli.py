@@ -43,14 +43,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and name != only:
             sub.add_parser(name, help=help_text)
             continue
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            sub.add_parser(name, help=f"{help_text} (not available in this build)")
-            continue
-        getattr(mod, f"register_{name}")(sub, help_text)
+        getattr(importlib.import_module(module), f"register_{name}")(sub, help_text)
     return parser
 
 
