@@ -196,6 +196,11 @@ def train(cfg: TrainConfig) -> str:
     sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
     workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
+    # built once: every validation pass reuses it (rebuilding re-reads the low-dim data and images)
+    valid_ds = None
+    if rank == 0 and cfg.conditioning != "video" and any(d["split"] == "valid" for d in manifest["demos"]):
+        valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon,
+                                   goal=ds.goal)
 
     # ---------------------------------------------------------------- model
     lang_emb = None
@@ -322,7 +327,7 @@ def train(cfg: TrainConfig) -> str:
                 for t in tasks.unique().tolist():
                     writer.add_scalar(f"train_task/{t}", float(per[tasks == t].mean()), step)
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                for t, v in validation_loss(ema, manifest, ds, cfg, device).items():
+                for t, v in validation_loss(ema, valid_ds, device).items():
                     writer.add_scalar(f"valid_task/{t}", v, step)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 checkpoint([os.path.join(out, f"step_{step}.pt"), last])
@@ -362,13 +367,12 @@ def rollout_success(out: str, step: int, cfg: TrainConfig, writer, checkpoint) -
 
 
 @torch.no_grad()
-def validation_loss(policy: MultiTaskPolicy, manifest: dict, train_ds: WindowedDataset, cfg: TrainConfig,
-                    device, per_task: int = 128) -> dict[int, float]:
-    """Mean BC loss per task on (a fixed subsample of) the valid split; {} when there is no valid split."""
-    if not any(d["split"] == "valid" for d in manifest["demos"]) or cfg.conditioning == "video":
+def validation_loss(policy: MultiTaskPolicy, vds: WindowedDataset | None, device,
+                    per_task: int = 128) -> dict[int, float]:
+    """Mean BC loss per task on (a fixed subsample of) the valid split; {} when there is no valid split
+    (or under video conditioning, whose clips are drawn from training demos)."""
+    if vds is None:
         return {}
-    vds = WindowedDataset(manifest, "valid", train_ds.obs_keys, cfg.obs_horizon, cfg.action_horizon,
-                          goal=train_ds.goal)
     policy.eval()
     result = {}
     for t, idx in enumerate(vds.task_indices()):
