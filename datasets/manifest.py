@@ -9,7 +9,8 @@ Manifest schema (version 1)::
 
     files: [{path, layout, size_bytes, num_demos, num_steps, env_args, flip_images, key_map}]
     tasks: [{id, instruction, num_demos, num_steps, num_train, num_valid}]
-    demos: [{file, name, task, length, split}]          # file = index into files
+    demos: [{file, name, task, length, split}]          # file = index into files; split: train | valid |
+                                                         # failed (mask/failed: unsuccessful episodes) | unused
     obs:   {key: {shape, dtype, image, compressed}}      # canonical keys (LIBERO *_rgb -> *_image)
     action_dim, split: {source, valid_fraction, seed, train, valid}
 """
@@ -32,16 +33,19 @@ MANIFEST_VERSION = 1
 def _split_demos(info: FileInfo, task_of: dict[str, int], valid_fraction: float, seed: int) -> dict[str, str]:
     """Use the file's train/valid masks when present; otherwise hold out a seeded fraction per task."""
     names = [d.name for d in info.demos]
+    failed = set(info.masks.get("failed", []))  # `mtil collect --keep-failures`: unsuccessful episodes
     if "train" in info.masks or "valid" in info.masks:
         valid = set(info.masks.get("valid", []))
         if "train" in info.masks:
             train = set(info.masks["train"])
-            return {n: "train" if n in train else ("valid" if n in valid else "unused") for n in names}
-        return {n: "valid" if n in valid else "train" for n in names}
-    split = {n: "train" for n in names}
+            return {n: "train" if n in train else ("valid" if n in valid else ("failed" if n in failed else "unused"))
+                    for n in names}
+        return {n: "valid" if n in valid else ("failed" if n in failed else "train") for n in names}
+    split = {n: "failed" if n in failed else "train" for n in names}
     by_task: dict[int, list[str]] = {}
     for n in names:
-        by_task.setdefault(task_of[n], []).append(n)
+        if n not in failed:
+            by_task.setdefault(task_of[n], []).append(n)
     for task, members in by_task.items():
         n_valid = int(np.floor(len(members) * valid_fraction + 0.5))
         n_valid = min(n_valid, len(members) - 1)
@@ -154,3 +158,42 @@ def manifest_from_inputs(inputs: list[str], instructions: list[str] | None = Non
             stats = compute_stats(manifest)
         return manifest, stats
     return build_manifest(inputs, instructions, valid_fraction, seed)
+
+
+def select_demos(manifest: dict, tasks: list[str] | None = None, per_task: dict[str, int] | None = None,
+                 default_cap: int | None = None) -> dict:
+    """A copy of ``manifest`` restricted to some tasks and at most N training demos per task.
+
+    ``tasks``: instructions to keep (in this order; task ids are renumbered 0..K-1). ``per_task``: cap of
+    *training* demos per instruction (the first ones in file order; ``default_cap`` for the others). Valid
+    and failed demos are kept whole. Raises ``UserError`` for an instruction the data does not hold.
+    """
+    by_text = {t["instruction"]: t for t in manifest["tasks"]}
+    keep = list(tasks) if tasks else [t["instruction"] for t in manifest["tasks"]]
+    for text in keep + list(per_task or {}):
+        if text not in by_text:
+            have = "; ".join(repr(t) for t in by_text)
+            raise UserError(f"task {text!r} is not in the data (have: {have})")
+    new_id = {by_text[text]["id"]: i for i, text in enumerate(keep)}
+    caps = {by_text[text]["id"]: n for text, n in (per_task or {}).items()}
+    taken: dict[int, int] = {}
+    demos = []
+    for d in manifest["demos"]:
+        if d["task"] not in new_id:
+            continue
+        if d["split"] == "train":
+            cap = caps.get(d["task"], default_cap)
+            if cap is not None and taken.get(d["task"], 0) >= cap:
+                continue
+            taken[d["task"]] = taken.get(d["task"], 0) + 1
+        demos.append({**d, "task": new_id[d["task"]]})
+    new_tasks = []
+    for i, text in enumerate(keep):
+        mine = [d for d in demos if d["task"] == i]
+        new_tasks.append({**by_text[text], "id": i, "num_demos": len(mine), "num_steps": sum(d["length"] for d in mine),
+                          "num_train": sum(d["split"] == "train" for d in mine),
+                          "num_valid": sum(d["split"] == "valid" for d in mine)})
+    out = {**manifest, "tasks": new_tasks, "demos": demos}
+    out["split"] = {**manifest["split"], "train": sum(d["split"] == "train" for d in demos),
+                    "valid": sum(d["split"] == "valid" for d in demos)}
+    return out

@@ -10,6 +10,8 @@ One sample = one time step t of one demo::
     index        () int64, the global step index
     goal[key]    (H, W, 3) uint8 / (D,) float32, only with goal sampling: a frame from the demo's future
     goal_step    () int64, the goal's time step within the demo
+    failed       () bool, only with goal sampling: the demo is an unsuccessful episode (split "failed"),
+                 so its samples may only be conditioned on relabeled goals, never on its instruction
 
 Images stay uint8 until the policy's device. Storage of images, by ``image_mode``:
 
@@ -48,7 +50,7 @@ class GoalSampling:
 
 
 class WindowedDataset(torch.utils.data.Dataset):
-    def __init__(self, manifest: dict, split: str | None = "train", obs_keys: list[str] | None = None,
+    def __init__(self, manifest: dict, split: str | tuple[str, ...] | None = "train", obs_keys: list[str] | None = None,
                  obs_horizon: int = 1, action_horizon: int = 1, image_mode: str = "auto",
                  ram_budget: int | None = None, goal: GoalSampling | None = None):
         if obs_horizon < 1 or action_horizon < 1:
@@ -65,9 +67,11 @@ class WindowedDataset(torch.utils.data.Dataset):
             raise UserError(f"obs key {unknown[0]!r} is not in the data (have: {', '.join(all_keys)})")
         self.image_keys = [k for k in self.obs_keys if manifest["obs"][k]["image"]]
         self.lowdim_keys = [k for k in self.obs_keys if not manifest["obs"][k]["image"]]
-        self.demos = [d for d in manifest["demos"] if split is None or d["split"] == split]
+        splits = (split,) if isinstance(split, str) else split
+        self.demos = [d for d in manifest["demos"] if splits is None or d["split"] in splits]
         if not self.demos:
             raise UserError(f"no demos in split {split!r}")
+        self.demo_failed = np.array([d["split"] == "failed" for d in self.demos], dtype=bool)
         lengths = np.array([d["length"] for d in self.demos], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self.lengths = lengths
@@ -240,6 +244,7 @@ class WindowedDataset(torch.utils.data.Dataset):
             goal.update({k: torch.from_numpy(self.lowdim[k][start + g]) for k in self.lowdim_keys})
             batch["goal"] = goal
             batch["goal_step"] = torch.from_numpy(g)
+            batch["failed"] = torch.from_numpy(self.demo_failed[demo])
         return batch
 
     def goal_step(self, idx: int, draw: int = 0) -> int:

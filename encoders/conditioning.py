@@ -10,7 +10,11 @@ language       precomputed language embeddings (B, 384)    MLP projection
 video          demo clip (B, T, 3, H, W) uint8             VideoEncoder (language space) + MLP
 onehot         task ids (B,) int64 (baseline)              learned embedding table
 goal_image     goal frame (B, 3, H, W) uint8               small CNN (no FiLM)
+mixed          either of language / goal_image             both modules above, one z space
 =============  ==========================================  ====================================
+
+``mixed`` is trained with a random share ``goal_prob`` of samples conditioned on their hindsight goal
+image and the rest on their instruction (policy.task_vector), so one policy takes either at evaluation.
 
 The language and video kinds share the projection input space (the language embedding space), so a
 conditioner trained with videos also accepts a language embedding through ``project`` and vice versa:
@@ -30,7 +34,7 @@ from mtil.datasets.errors import UserError
 from mtil.encoders.backbones import SmallCNN
 from mtil.encoders.video import VideoEncoder
 
-KINDS = ("language", "video", "onehot", "goal_image")
+KINDS = ("language", "video", "onehot", "goal_image", "mixed")
 
 
 @dataclass
@@ -51,6 +55,8 @@ class ConditioningConfig:
     """per-frame feature size inside the video encoder (divisible by 4, the attention heads)"""
     video_layers: int = 1
     """temporal transformer layers of the video encoder (0 = mean pooling)"""
+    goal_prob: float = 0.5
+    """mixed: share of training samples conditioned on the goal image instead of the instruction"""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,6 +68,8 @@ class ConditioningConfig:
             raise UserError(f"conditioning video_layers must be an integer >= 0, got {self.video_layers!r}")
         if self.video_frame_dim % 4:
             raise UserError(f"conditioning video_frame_dim must be divisible by 4, got {self.video_frame_dim}")
+        if not 0.0 <= self.goal_prob <= 1.0:
+            raise UserError(f"conditioning goal_prob must be in [0, 1], got {self.goal_prob!r}")
         if self.kind == "onehot" and (not isinstance(self.num_tasks, int) or self.num_tasks < 1):
             raise UserError(f"conditioning kind onehot needs num_tasks >= 1, got {self.num_tasks!r}")
 
@@ -91,27 +99,28 @@ class TaskConditioner(nn.Module):
         self.cfg = cfg
         self.kind = cfg.kind
         self.out_dim = cfg.out_dim
-        if cfg.kind == "language":
+        if cfg.kind not in KINDS:  # unreachable after ConditioningConfig validation; kept as a guard
+            raise UserError(f"conditioning kind {cfg.kind!r} is unknown")
+        if cfg.kind in ("language", "video", "mixed"):
             self.proj = _mlp(cfg.lang_dim, cfg.out_dim)
-        elif cfg.kind == "video":
+        if cfg.kind in ("goal_image", "mixed"):
+            self.backbone = SmallCNN(cond_dim=0, out_dim=cfg.out_dim)
+        if cfg.kind == "video":
             self.video = VideoEncoder(
                 out_dim=cfg.lang_dim,
                 frame_dim=cfg.video_frame_dim,
                 max_frames=cfg.video_frames,
                 num_layers=cfg.video_layers,
             )
-            self.proj = _mlp(cfg.lang_dim, cfg.out_dim)
-        elif cfg.kind == "onehot":
+        if cfg.kind == "onehot":
             self.table = nn.Embedding(cfg.num_tasks, cfg.out_dim)
-        elif cfg.kind == "goal_image":
-            self.backbone = SmallCNN(cond_dim=0, out_dim=cfg.out_dim)
-        else:  # unreachable after ConditioningConfig validation; kept so a new kind cannot slip through
-            raise UserError(f"conditioning kind {cfg.kind!r} is unknown")
 
     def forward(self, task_input: Tensor) -> Tensor:
         """language (B, lang_dim) float | video (B, T, 3, H, W) uint8 | onehot (B,) int64 |
-        goal_image (B, 3, H, W) uint8  ->  (B, out_dim) float."""
-        if self.kind == "language":
+        goal_image (B, 3, H, W) uint8 | mixed: either a language embedding or a goal image
+        ->  (B, out_dim) float."""
+        if self.kind == "language" or (self.kind == "mixed" and isinstance(task_input, Tensor)
+                                       and task_input.is_floating_point()):
             return self.project(task_input)
         if self.kind == "video":
             return self.proj(self.video(task_input))
@@ -126,7 +135,7 @@ class TaskConditioner(nn.Module):
                     f"{int(ids.min())}..{int(ids.max())}"
                 )
             return self.table(ids)
-        return self.backbone(task_input)  # goal_image: the backbone checks (B, 3, H, W) uint8
+        return self.backbone(task_input)  # goal_image / mixed: the backbone checks (B, 3, H, W) uint8
 
     def embed_video(self, clip: Tensor) -> Tensor:
         """(B, T, 3, H, W) uint8 -> (B, lang_dim) unit-norm video embedding (video kind only)."""
@@ -135,9 +144,9 @@ class TaskConditioner(nn.Module):
         return self.video(clip)
 
     def project(self, emb: Tensor) -> Tensor:
-        """(B, lang_dim) language or video embedding -> (B, out_dim) (language and video kinds)."""
-        if self.kind not in ("language", "video"):
-            raise UserError(f"project needs a language or video conditioner, this one is {self.kind!r}")
+        """(B, lang_dim) language or video embedding -> (B, out_dim) (language, video and mixed kinds)."""
+        if self.kind not in ("language", "video", "mixed"):
+            raise UserError(f"project needs a language, video or mixed conditioner, this one is {self.kind!r}")
         if (
             not isinstance(emb, Tensor)
             or not emb.is_floating_point()

@@ -55,7 +55,8 @@ def register_collect(sub, help_text: str) -> None:
     d = CollectConfig.__dataclass_fields__
     p = sub.add_parser("collect", help=help_text, formatter_class=HelpFormatter,
                        description=CollectConfig.__doc__ + "\n\nRuns scripted experts in parallel worker "
-                       "processes, keeps only successful episodes (failures are counted and replaced), and "
+                       "processes, keeps only successful episodes (failures are counted and replaced; "
+                       "--keep-failures also writes them, marked), and "
                        "writes one robomimic-layout HDF5 file atomically (Ctrl-C leaves nothing behind). "
                        "See `mtil tasks` for the task names.")
     p.add_argument("--tasks", default=d["tasks"].default,
@@ -74,6 +75,12 @@ def register_collect(sub, help_text: str) -> None:
                    help="share of each task's demos (rounded down) listed in mask/valid")
     p.add_argument("--horizon", type=int, default=d["horizon"].default,
                    help="max steps per episode before it counts as a failure")
+    p.add_argument("--keep-failures", action="store_true",
+                   help="also write the failed episodes met on the way (attr success=False, listed in mask/failed, "
+                        "not in mask/train): data for hindsight goal-conditioned training")
+    p.add_argument("--action-noise", type=float, default=d["action_noise"].default,
+                   help="std of Gaussian noise on the expert's arm actions (0-2; the noisy action is executed "
+                        "and recorded): varied, partly failed, play-like episodes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_collect)
@@ -85,12 +92,15 @@ def _run_collect(a) -> int:
     cfg = CollectConfig(tasks=a.tasks, demos_per_task=a.demos_per_task, out=a.out, workers=a.workers,
                         seed=a.seed, image_size=a.image_size, next_obs=a.next_obs,
                         render_quality=a.render_quality, overwrite=a.overwrite, valid_fraction=a.valid_fraction,
-                        horizon=a.horizon, progress=not a.no_progress)
+                        horizon=a.horizon, keep_failures=a.keep_failures, action_noise=a.action_noise,
+                        progress=not a.no_progress)
     s = collect(cfg)
     fails = sum(c["fail"] for c in s["per_task"].values())
     errs = sum(c["error"] for c in s["per_task"].values())
     print(f"wrote {s['out']}: {s['demos']} demos, {s['steps']} steps, {len(s['per_task'])} tasks in "
-          f"{s['seconds']} s ({s['demos_per_s']} demos/s); dropped {fails} failed and {errs} errored episodes")
+          f"{s['seconds']} s ({s['demos_per_s']} demos/s); "
+          + (f"kept {s['failed_kept']} failed episodes (mask/failed)" if a.keep_failures else f"dropped {fails} failed")
+          + f" and dropped {errs} errored episodes")
     for task, c in s["per_task"].items():
         if c["fail"] or c["error"]:
             print(f"  {task}: {c['ok']} kept, {c['fail']} failed, {c['error']} errors")

@@ -98,19 +98,29 @@ def _plot(path: str, result: dict) -> None:
     plt.close(fig)
 
 
-def write_video(path: str, frames: list[np.ndarray], instruction: str, res: dict, fps: int = 20) -> None:
+def write_video(path: str, frames: list[np.ndarray], instruction: str, res: dict, fps: int = 20,
+                goal: np.ndarray | None = None) -> None:
     """mp4 of the episode, the instruction on top of every frame, the outcome at the bottom; the last
-    frame is held for one second so the outcome is readable."""
+    frame is held for one second so the outcome is readable. ``goal`` (H, W, 3): the goal image the
+    policy was given, drawn as an inset in the top-right corner with a white border."""
     import imageio.v2 as imageio
     from PIL import Image, ImageDraw
 
     outcome = "ERROR" if res.get("error") else ("SUCCESS" if res["success"] else "FAILURE")
     color = {"SUCCESS": (40, 200, 60), "FAILURE": (230, 50, 40), "ERROR": (230, 160, 20)}[outcome]
+    inset = None
+    if goal is not None:
+        side = max(24, frames[0].shape[0] // 3)
+        inset = Image.fromarray(np.asarray(goal, dtype=np.uint8)).resize((side, side))
     out = []
     for t, frame in enumerate(frames):
         img = Image.fromarray(frame)
         d = ImageDraw.Draw(img)
         w, h = img.size
+        if inset is not None:
+            d.rectangle([w - inset.width - 2, 14, w, 16 + inset.height], fill=(255, 255, 255))
+            img.paste(inset, (w - inset.width - 1, 15))
+            d.text((w - inset.width, 16 + inset.height), "goal", fill=(255, 255, 255))
         d.rectangle([0, 0, w, 13], fill=(0, 0, 0))
         d.text((3, 1), instruction[:60], fill=(255, 255, 255))
         last = t == len(frames) - 1

@@ -9,8 +9,11 @@ that raises (unstable physics, renderer failure) or whose worker dies is an *err
 apart from failures; the run goes on. Ctrl-C writes what finished, marked ``"complete": false``.
 
 Rows: for each task, the training instruction; with ``--instructions heldout|all`` also each held-out
-paraphrase and each held-out task composition (never demonstrated); with ``--condition video`` or
-``goal_image`` the task is given by a demo clip / the last frame of a demo from ``--demos FILE``.
+paraphrase and each held-out task composition (never demonstrated); with ``--condition video`` the task
+is given by a clip of a demo from ``--demos FILE``; with ``--condition goal_image`` by a goal frame: by
+default (suite tasks) the last frame of the scripted expert's own episode on the evaluation seed (a
+held-out demonstration in the same scene, recorded just before the policy's episode), or with
+``--goal-source demos`` the last frame of a demo from ``--demos FILE``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ class EvalConfig:
     condition: str = "auto"
     """auto (as trained) | language | video | goal_image: how the task is given to the policy"""
     demos: str = ""
-    """HDF5 file with demos of the tasks: clips (video) or last frames (goal_image) come from it"""
+    """HDF5 file with demos of the tasks: clips (video) or last frames (goal_image --goal-source demos)"""
+    goal_source: str = "expert"
+    """goal_image rows: expert (last frame of the scripted expert's episode on the same seed: a held-out demo in
+    the same scene; suite tasks only) | demos (last frame of a demo of the task in --demos)"""
     video_episodes: int = 2
     """episodes per row recorded as mp4 (the first ones)"""
     seed: int = 1000
@@ -69,6 +75,8 @@ class EvalConfig:
             raise UserError(f"--instructions must be train, heldout or all, got {self.instructions!r}")
         if self.condition not in ("auto", "language", "video", "goal_image"):
             raise UserError(f"--condition must be auto, language, video or goal_image, got {self.condition!r}")
+        if self.goal_source not in ("expert", "demos"):
+            raise UserError(f"--goal-source must be expert or demos, got {self.goal_source!r}")
         if self.max_steps < 1 or self.video_episodes < 0:
             raise UserError("--max-steps must be >= 1 and --video-episodes >= 0")
 
@@ -107,9 +115,11 @@ def plan_rows(cfg: EvalConfig, ckpt: dict) -> tuple[list[Row], dict]:
     if not env_args or "env_name" not in env_args:
         raise UserError(f"{cfg.checkpoint}: the training data recorded no env_args: cannot rebuild the environment")
     kind = ckpt["policy_config"]["conditioning"]["kind"]
-    condition = kind if cfg.condition == "auto" else cfg.condition
-    if condition == "language" and kind not in ("language", "video", "onehot"):
+    condition = ("language" if kind == "mixed" else kind) if cfg.condition == "auto" else cfg.condition
+    if condition == "language" and kind not in ("language", "video", "onehot", "mixed"):
         raise UserError(f"this checkpoint is {kind}-conditioned: use --condition {kind}")
+    if condition == "goal_image" and kind not in ("goal_image", "mixed"):
+        raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take a goal image")
     trained = list(ckpt["tasks"])
     from mtil.pipeline.sim_envs import SUITE_ENV_NAME
 
@@ -140,7 +150,10 @@ def plan_rows(cfg: EvalConfig, ckpt: dict) -> tuple[list[Row], dict]:
             for n in held_out_tasks():
                 if not cfg.tasks or n in cfg.tasks:
                     rows.append(Row(n, "held-out task", TASKS[n].instruction, TASKS[n].instruction))
-    rows = _demo_rows(rows, cfg, condition, {n: TASKS[n].instruction for n in names})
+    if condition == "goal_image" and cfg.goal_source == "expert":
+        rows += [Row(n, "goal image", TASKS[n].instruction, {"expert_goal": True}) for n in names]
+    else:
+        rows = _demo_rows(rows, cfg, condition, {n: TASKS[n].instruction for n in names})
     if not rows:
         raise UserError("nothing to evaluate: no task of this checkpoint matches --tasks/--instructions")
     return rows, env_args
@@ -151,7 +164,8 @@ def _demo_rows(rows: list[Row], cfg: EvalConfig, condition: str, tasks: dict[str
     if condition not in ("video", "goal_image"):
         return rows
     if not cfg.demos:
-        raise UserError(f"--condition {condition} needs --demos FILE.hdf5 with demos of the evaluated tasks")
+        how = " (or --goal-source expert, for suite tasks)" if condition == "goal_image" else ""
+        raise UserError(f"--condition {condition} needs --demos FILE.hdf5 with demos of the evaluated tasks{how}")
     import h5py
 
     from mtil.datasets.schema import inspect_file
@@ -185,6 +199,7 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
     torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
     from mtil.pipeline.checkpoint import load_policy
     from mtil.pipeline.sim_envs import SUITE_ENV_NAME, make_env
+    from mtil.pipeline.sim_experts import run_expert_episode
 
     policy, _ = load_policy(ckpt_path, ema=ema)
     envs = {}
@@ -201,12 +216,18 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
             if row.task not in envs:
                 envs[row.task] = make_env(env_args, task=row.task if env_args["env_name"] == SUITE_ENV_NAME else None)
             env = envs[row.task]
+            task_input, extra, goal = row.task_input, {}, None
+            if isinstance(task_input, dict) and task_input.get("expert_goal"):
+                # the expert's episode on this very seed: its last frame is the goal (same scene)
+                ok, _, last = run_expert_episode(env, row.task, seed, horizon=max(max_steps, 400))
+                goal = task_input = np.asarray(last[policy.cfg.image_keys[0]])
+                extra = {"goal_demo_success": bool(ok)}
             policy.reset()
             obs = env.reset(seed=seed)
             success, steps = False, 0
             while steps < max_steps:
                 steps += 1
-                action = policy.predict_action(obs, row.task_input)
+                action = policy.predict_action(obs, task_input)
                 obs, _, done, _ = env.step(action)
                 if record:
                     frames.append(env.render_frame("agentview", video_size))
@@ -214,11 +235,11 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
                     success = True
                     break
             results.put(("done", jid, {"success": success, "length": steps, "error": None,
-                                       "seconds": time.perf_counter() - t0}, frames))
+                                       "seconds": time.perf_counter() - t0, **extra}, frames, goal))
         except Exception as e:  # a simulator fault is an error entry, not a crash of the evaluation
             envs.pop(row.task, None)
             results.put(("done", jid, {"success": False, "length": 0, "error": f"{type(e).__name__}: {e}"[:300],
-                                       "seconds": time.perf_counter() - t0}, frames))
+                                       "seconds": time.perf_counter() - t0}, frames, None))
 
 
 def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
@@ -234,7 +255,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
 
     ckpt = load_checkpoint(cfg.checkpoint)
     rows, env_args = plan_rows(cfg, ckpt)
-    if ckpt["policy_config"]["conditioning"]["kind"] in ("language", "video"):
+    if ckpt["policy_config"]["conditioning"]["kind"] in ("language", "video", "mixed"):
         # Embed every instruction here, once: workers then never load the language model.
         texts = [r.task_input for r in rows if isinstance(r.task_input, str)]
         if texts:
@@ -299,7 +320,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
                 if on_episode_start is not None:
                     on_episode_start(msg[1], msg[2])
                 continue
-            _, jid, res, frames = msg
+            _, jid, res, frames, goal = msg
             for pid, job in list(running.items()):
                 if job[0] == jid:
                     del running[pid]
@@ -307,7 +328,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
             episodes[(r, jid % n)] = {"seed": seed, **res}
             if record and frames:
                 write_video(os.path.join(out, "videos", f"{rows[r].task}__{_slug(rows[r].condition)}__{jid % n}.mp4"),
-                            frames, rows[r].instruction, res)
+                            frames, rows[r].instruction, res, goal=goal)
             done += 1
             bar.update(1)
             ok = [e for e in episodes.values() if e and not e["error"]]

@@ -106,6 +106,17 @@ class MultiTaskPolicy(nn.Module):
             return self.cond(batch["task"]), None
         if self.kind == "goal_image":
             return self.cond(batch["goal"][self.cfg.image_keys[0]].permute(0, 3, 1, 2)), None
+        if self.kind == "mixed":
+            # per sample: its hindsight goal (share goal_prob, and always for unsuccessful episodes, which do
+            # not demonstrate their instruction) or its instruction; eval mode uses the instruction
+            z_lang = self.cond.project(self.task_lang_emb[batch["task"]])
+            z_goal = self.cond(batch["goal"][self.cfg.image_keys[0]].permute(0, 3, 1, 2))
+            failed = batch.get("failed", torch.zeros_like(batch["task"], dtype=torch.bool))
+            use_goal = failed.clone()
+            if self.training:
+                draw = torch.rand(len(use_goal), device=use_goal.device) < self.cond.cfg.goal_prob
+                use_goal |= draw
+            return torch.where(use_goal[:, None], z_goal, z_lang), None
         emb = self.cond.embed_video(batch["clip"])  # (B, lang_dim), unit norm
         return self.cond.project(emb), emb
 
@@ -200,7 +211,7 @@ class MultiTaskPolicy(nn.Module):
                 if unknown:
                     raise UserError(f"one-hot policy: {unknown[0]!r} is not a trained task instruction")
                 return self.cond(torch.tensor([self.cfg.tasks.index(t) for t in texts], device=dev))
-            if self.kind not in ("language", "video"):
+            if self.kind not in ("language", "video", "mixed"):
                 raise UserError(f"this policy is {self.kind}-conditioned; it cannot take an instruction")
             return self.cond.project(self.embed_texts(texts).to(dev))
         if isinstance(task, int):
@@ -210,7 +221,7 @@ class MultiTaskPolicy(nn.Module):
         t = torch.as_tensor(np.asarray(task) if not isinstance(task, Tensor) else task, device=dev)
         if t.dtype == torch.uint8:  # goal image(s)
             t = t.unsqueeze(0) if t.dim() == 3 else t
-            if self.kind != "goal_image":
+            if self.kind not in ("goal_image", "mixed"):
                 raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a goal image")
             return self.cond(t.permute(0, 3, 1, 2).expand(batch_size, -1, -1, -1))
         return self.cond.project(t.float().reshape(-1, t.shape[-1]).expand(batch_size, -1))

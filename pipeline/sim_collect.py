@@ -8,6 +8,9 @@ How it works
   and keeps its first ``demos_per_task`` successes in index order, so the file is a function of the
   config alone (not of worker timing). A failed episode (expert did not succeed within the horizon) or
   an unstable simulation is dropped, counted, and replaced by the task's next index.
+- ``keep_failures``: failed episodes met on the way are written too, with attr ``success=False`` and
+  listed in ``mask/failed`` (not in mask/train or mask/valid): hindsight-goal training data. With
+  ``action_noise`` the expert's actions get Gaussian noise, which makes such episodes common.
 - Worker processes (``spawn``) build one env per scene once and reuse it (``hard_reset=False``, reset
   ~0.1 s). Each worker has its own job queue, so when a worker dies its episode is known and re-queued
   on another worker (up to 3 tries, then counted as an error).
@@ -59,7 +62,10 @@ class CollectConfig:
     overwrite: bool = False  # replace an existing output file
     valid_fraction: float = 0.1  # share of each task's demos listed in mask/valid (floor), rest in mask/train
     horizon: int = 400  # max steps per episode before it counts as a failure
-    max_failures: int = 0  # stop with an error when a task fails this many episodes (0: 10 + 2 * demos_per_task)
+    keep_failures: bool = False  # also write failed episodes (attr success=False, listed in mask/failed)
+    action_noise: float = 0.0  # std of Gaussian noise added to the expert's arm actions (play-like data)
+    max_failures: int = 0  # stop with an error when a task fails this many episodes
+    # (0: 10 + 2 * demos_per_task, or 10 + 20 * demos_per_task with keep_failures)
     progress: bool = True  # show a tqdm progress bar
     task_names: list[str] = field(default_factory=list, repr=False)  # resolved in __post_init__
 
@@ -77,6 +83,8 @@ class CollectConfig:
             raise UserError(f"--render-quality must be 'fast' or 'default', got {self.render_quality!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise UserError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
+        if not 0.0 <= self.action_noise <= 2.0:
+            raise UserError(f"--action-noise must be in [0, 2], got {self.action_noise}")
         if self.horizon < 10:
             raise UserError(f"--horizon must be >= 10, got {self.horizon}")
         out_dir = os.path.dirname(os.path.abspath(self.out))
@@ -93,8 +101,10 @@ class CollectConfig:
 # ---------------------------------------------------------------- worker side
 
 
-def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool) -> dict | None:
-    """Run the expert once, recording everything a demo stores; None if it did not succeed."""
+def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep_failures: bool = False,
+                   action_noise: float = 0.0) -> dict | None:
+    """Run the expert once, recording everything a demo stores (``success`` says how it ended); None if it
+    did not succeed and ``keep_failures`` is off."""
     from mtil.pipeline.sim_experts import run_expert_episode
 
     obs_list, states, actions, rewards, dones = [], [], [], [], []
@@ -103,10 +113,12 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool) -> d
         for lst, x in zip((obs_list, states, actions, rewards, dones), (obs, state, action, reward, done)):
             lst.append(x)
 
-    ok, _, final_obs = run_expert_episode(env, task, seed, horizon=horizon, on_step=on_step)
-    if not ok:
+    ok, _, final_obs = run_expert_episode(env, task, seed, horizon=horizon, on_step=on_step,
+                                          action_noise=action_noise)
+    if not ok and not keep_failures:
         return None
     ep = {
+        "success": bool(ok),
         "actions": np.asarray(actions, np.float64),
         "rewards": np.asarray(rewards, np.float64),
         "dones": np.asarray(dones, np.int64),
@@ -119,7 +131,8 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool) -> d
     return ep
 
 
-def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool) -> None:
+def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, keep_failures: bool = False,
+                 action_noise: float = 0.0) -> None:
     """Worker loop: build an env per scene once, run jobs ``(task, index, seed)`` until ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     from mtil.pipeline.sim_envs import UnstableSimulation, make_env
@@ -138,8 +151,8 @@ def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool) ->
             env = envs[scene]
             env.raw.set_task(task)
             env.task, env.instruction = task, TASKS[task].instruction
-            ep = record_episode(env, task, seed, horizon, next_obs)
-            results.put(("ok" if ep is not None else "fail", task, index, ep))
+            ep = record_episode(env, task, seed, horizon, next_obs, keep_failures, action_noise)
+            results.put(("ok" if ep is not None and ep["success"] else "fail", task, index, ep))
         except UnstableSimulation as e:
             results.put(("error", task, index, str(e)))
         except Exception as e:  # a renderer/sim fault: record it with the seed, keep running
@@ -153,7 +166,7 @@ def _write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) 
     g = f.create_group(name)
     T = len(ep["actions"])
     g.attrs.update(num_samples=T, language_instruction=instruction, mtil_task=task, seed=seed,
-                   model_file=ep["model_file"])
+                   model_file=ep["model_file"], success=ep["success"])
     for k in ("actions", "states", "rewards", "dones"):
         g.create_dataset(k, data=ep[k])  # contiguous, uncompressed: memory-mappable
     for grp in ("obs", "next_obs"):
@@ -174,7 +187,7 @@ def collect(cfg: CollectConfig) -> dict:
     from mtil.pipeline.sim_tasks import TASKS
 
     tasks, N = cfg.task_names, cfg.demos_per_task
-    max_fail = cfg.max_failures or 10 + 2 * N
+    max_fail = cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N)
     env_args = suite_env_args(cfg.image_size, cfg.render_quality, tasks=tasks)
     out = os.path.abspath(cfg.out)
     tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.tmp-{os.getpid()}")
@@ -185,7 +198,8 @@ def collect(cfg: CollectConfig) -> dict:
 
     def start_worker(slot: int | None = None) -> None:
         jq = ctx.Queue()
-        p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs), daemon=True)
+        p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs,
+                                                   cfg.keep_failures, cfg.action_noise), daemon=True)
         p.start()
         w = {"proc": p, "jobs": jq, "job": None}
         if slot is None:
@@ -245,11 +259,11 @@ def collect(cfg: CollectConfig) -> dict:
             if (task, index) in finished:  # a duplicate (its worker died after sending it)
                 continue
             finished.add((task, index))
-            if status == "ok":
+            if status == "ok" or (status == "fail" and payload is not None):  # payload: a kept failure
                 name = f"tmp_{task}_{index}"
                 _write_demo(data, name, payload, task, TASKS[task].instruction, episode_seed(cfg.seed, task, index))
                 kept[(task, index)] = name
-                bar.update(1)
+                bar.update(1 if status == "ok" else 0)
             _account(status, task, index, payload, counts, error_msgs, pending, next_index, cfg, N, max_fail)
             bar.set_postfix(failed=sum(c["fail"] for c in counts.values()),
                             errors=sum(c["error"] for c in counts.values()))
@@ -257,10 +271,14 @@ def collect(cfg: CollectConfig) -> dict:
         # final order: by task (as given), then episode index
         order = sorted(kept, key=lambda k: (tasks.index(k[0]), k[1]))
         names_by_task: dict[str, list[str]] = {t: [] for t in tasks}
+        failed_names = []
         total = 0
         for i, key in enumerate(order):
             f.move(f"data/{kept[key]}", f"data/demo_{i}")
-            names_by_task[key[0]].append(f"demo_{i}")
+            if data[f"demo_{i}"].attrs["success"]:
+                names_by_task[key[0]].append(f"demo_{i}")
+            else:
+                failed_names.append(f"demo_{i}")
             total += int(data[f"demo_{i}"].attrs["num_samples"])
         data.attrs["total"] = total
         data.attrs["env_args"] = json.dumps(env_args)
@@ -273,6 +291,8 @@ def collect(cfg: CollectConfig) -> dict:
         mask = f.create_group("mask")
         mask.create_dataset("train", data=np.array(train, dtype="S"))
         mask.create_dataset("valid", data=np.array(valid, dtype="S16"))
+        if cfg.keep_failures:
+            mask.create_dataset("failed", data=np.array(failed_names, dtype="S16"))
         f.flush()
         f.close()
         f = None
@@ -293,7 +313,8 @@ def collect(cfg: CollectConfig) -> dict:
         if os.path.exists(tmp):
             os.remove(tmp)
     elapsed = time.time() - t0
-    return {"out": out, "demos": len(kept), "steps": total, "seconds": round(elapsed, 1),
+    return {"out": out, "demos": len(kept) - len(failed_names), "failed_kept": len(failed_names), "steps": total,
+            "seconds": round(elapsed, 1),
             "demos_per_s": round(len(kept) / max(elapsed, 1e-9), 3), "per_task": counts, "errors": error_msgs,
             "retried": retried}
 

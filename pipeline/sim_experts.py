@@ -170,17 +170,24 @@ class ScriptedExpert:
 
 
 def run_expert_episode(env, task: str, seed: int, horizon: int = 400, hold: int = 5,
-                       on_step=None) -> tuple[bool, int, dict]:
+                       on_step=None, action_noise: float = 0.0) -> tuple[bool, int, dict]:
     """Run the expert on a ``SimEnv`` (reset with ``seed``) until success held ``hold`` steps or ``horizon``.
+
+    ``action_noise``: std of extra Gaussian noise on the arm's six action dims (seeded by ``seed``; the
+    noisy action is the one executed and recorded): varied, partly unsuccessful, play-like episodes.
 
     ``on_step(obs, state, action, reward, done)`` is called for each step (for recording); ``state`` is
     the flattened MuJoCo state before the action. Returns (success, steps, observation after the last step).
     """
     obs = env.reset(seed=seed)
     expert = ScriptedExpert(task, env.raw, np.random.default_rng([seed, 7919]))
+    noise_rng = np.random.default_rng([seed, 104729])
     held = 0
     for step in range(horizon):
         a = expert.act(env.raw)
+        if action_noise > 0:
+            a = a.copy()
+            a[:6] = np.clip(a[:6] + noise_rng.normal(0.0, action_noise, 6), -1.0, 1.0)
         state = env.get_state() if on_step is not None else None
         obs_next, reward, _, info = env.step(a)
         held = held + 1 if info["success"] else 0

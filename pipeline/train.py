@@ -48,7 +48,17 @@ class TrainConfig:
     batch_size: int = 64
     """samples per step (per process under DDP)"""
     conditioning: str = "language"
-    """task conditioning: language | video | onehot | goal_image"""
+    """task conditioning: language | video | onehot | goal_image | mixed (language or hindsight goal image,
+    one dropped at random per sample; the policy then takes either at evaluation)"""
+    goal_prob: float = 0.5
+    """mixed: share of samples conditioned on their hindsight goal image instead of their instruction"""
+    tasks: list[str] = field(default_factory=list)
+    """train on these tasks only: suite task names (lift_red) or instructions (default: every task in the data)"""
+    demos_per_task: list[str] = field(default_factory=list)
+    """cap the training demos per task (the first ones in file order): N for every task and/or TASK=N"""
+    failed_demos: str = "auto"
+    """unsuccessful episodes (mask/failed, `mtil collect --keep-failures`): auto (used with goal_image and
+    mixed conditioning, as hindsight-goal data only; skipped otherwise) | use | skip"""
     sampler: str = "stratified"
     """stratified (equal share of every batch per task) | size (proportional to task size)"""
     resume: bool = False
@@ -105,13 +115,72 @@ class TrainConfig:
             raise UserError(f"--sampler must be stratified or size, got {self.sampler!r}")
         if self.save_every < 1 or self.eval_every < 0 or self.rollout_every < 0 or self.rollout_episodes < 1:
             raise UserError("--save-every and --rollout-episodes must be >= 1, --eval-every and --rollout-every >= 0")
-        if self.conditioning not in ("language", "video", "onehot", "goal_image"):
-            raise UserError(f"--conditioning must be language, video, onehot or goal_image, got {self.conditioning!r}")
+        if self.conditioning not in ("language", "video", "onehot", "goal_image", "mixed"):
+            raise UserError(f"--conditioning must be language, video, onehot, goal_image or mixed, "
+                            f"got {self.conditioning!r}")
+        if not 0.0 <= self.goal_prob <= 1.0:
+            raise UserError(f"--goal-prob must be in [0, 1], got {self.goal_prob}")
+        if self.failed_demos not in ("auto", "use", "skip"):
+            raise UserError(f"--failed-demos must be auto, use or skip, got {self.failed_demos!r}")
+        if self.failed_demos == "use" and self.conditioning not in ("goal_image", "mixed"):
+            raise UserError(f"--failed-demos use: unsuccessful episodes do not demonstrate their instruction; only "
+                            f"goal_image or mixed conditioning can learn from them (not {self.conditioning})")
+        parse_demo_caps(self.demos_per_task)  # raises on a malformed entry
 
 
 # Fields that do not change what is computed: they may differ when resuming.
 RESUME_FREE = {"resume", "save_every", "eval_every", "num_workers", "device", "out", "rollout_every",
                "rollout_episodes"}
+
+
+def parse_demo_caps(entries: list[str]) -> tuple[int | None, dict[str, int]]:
+    """``--demos-per-task`` entries (``N`` and/or ``TASK=N``) -> (cap for every task, {task: cap})."""
+    default, per = None, {}
+    for e in entries:
+        name, _, num = e.rpartition("=")
+        try:
+            n = int(num)
+        except ValueError:
+            n = -1
+        if n < 1:
+            raise UserError(f"--demos-per-task {e!r}: expected N or TASK=N with N >= 1")
+        if name:
+            per[name] = n
+        else:
+            default = n
+    return default, per
+
+
+def instruction_of(name: str) -> str:
+    """A suite task name (lift_red) -> its instruction; anything else is taken as an instruction."""
+    from mtil.pipeline.sim_tasks import TASKS
+
+    return TASKS[name].instruction if name in TASKS else name
+
+
+def select_training_data(cfg: TrainConfig, manifest: dict, stats: dict) -> tuple[dict, dict, tuple[str, ...]]:
+    """Apply --tasks / --demos-per-task / --failed-demos; returns (manifest, stats, splits to train on)."""
+    from mtil.datasets.manifest import compute_stats, select_demos
+
+    default_cap, caps = parse_demo_caps(cfg.demos_per_task)
+    if cfg.tasks or default_cap is not None or caps:
+        manifest = select_demos(manifest, [instruction_of(t) for t in cfg.tasks] or None,
+                                {instruction_of(k): v for k, v in caps.items()}, default_cap)
+        stats = compute_stats(manifest)  # statistics of the demos actually trained on
+    n_failed = sum(d["split"] == "failed" for d in manifest["demos"])
+    goal_kinds = ("goal_image", "mixed")
+    use_failed = n_failed > 0 and (cfg.failed_demos == "use" or (cfg.failed_demos == "auto"
+                                                                  and cfg.conditioning in goal_kinds))
+    if n_failed:
+        how = "used as hindsight-goal data" if use_failed else "skipped (--failed-demos)"
+        print(f"data: {n_failed} unsuccessful episodes (mask/failed): {how}", file=sys.stderr)
+    splits = ("train", "failed") if use_failed else ("train",)
+    for d in manifest["demos"]:
+        if d["split"] in splits and d["length"] < cfg.action_horizon:
+            f = manifest["files"][d["file"]]["path"]
+            raise UserError(f"{f}: data/{d['name']} has {d['length']} steps, fewer than the action horizon "
+                            f"({cfg.action_horizon}): lower --action-horizon or drop the demo")
+    return manifest, stats, splits
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -180,6 +249,7 @@ def train(cfg: TrainConfig) -> str:
     elif os.path.exists(last):
         raise UserError(f"--out {cfg.out} already holds a run (last.pt); use --resume or another --out")
     manifest, stats = manifest_from_inputs(cfg.data)
+    manifest, stats, splits = select_training_data(cfg, manifest, stats)
     instructions = [t["instruction"] for t in manifest["tasks"]]
     K = len(instructions)
     if cfg.sampler == "stratified" and cfg.batch_size < K:
@@ -190,8 +260,8 @@ def train(cfg: TrainConfig) -> str:
     for k in image_keys + lowdim_keys:
         if k not in manifest["obs"]:
             raise UserError(f"observation key {k!r} is not in the data (have: {', '.join(manifest['obs'])})")
-    goal = cfg.conditioning == "goal_image"
-    ds = WindowedDataset(manifest, "train", image_keys + lowdim_keys, cfg.obs_horizon, cfg.action_horizon,
+    goal = cfg.conditioning in ("goal_image", "mixed")
+    ds = WindowedDataset(manifest, splits, image_keys + lowdim_keys, cfg.obs_horizon, cfg.action_horizon,
                          goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
     sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
@@ -204,12 +274,12 @@ def train(cfg: TrainConfig) -> str:
 
     # ---------------------------------------------------------------- model
     lang_emb = None
-    if cfg.conditioning in ("language", "video"):
+    if cfg.conditioning in ("language", "video", "mixed"):
         from mtil.encoders.language import LanguageEncoder
 
         lang_emb = LanguageEncoder().encode(instructions)
     cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=K,
-                              lang_dim=lang_emb.shape[1] if lang_emb is not None else 384)
+                              lang_dim=lang_emb.shape[1] if lang_emb is not None else 384, goal_prob=cfg.goal_prob)
     image_size = manifest["obs"][image_keys[0]]["shape"][:2]
     pcfg = PolicyConfig(image_keys=image_keys, lowdim_keys=lowdim_keys,
                         lowdim_dims=[int(np.prod(manifest["obs"][k]["shape"])) for k in lowdim_keys],
@@ -340,6 +410,13 @@ def train(cfg: TrainConfig) -> str:
     bar.close()
     if main_proc:
         writer.close()
+        write_json_atomic(os.path.join(out, "train_summary.json"), {
+            "steps": step, "steps_this_run": step - start_step, "seconds": round(t_total, 1),
+            "steps_per_s": round((step - start_step) / max(t_total, 1e-9), 3),
+            "data_wait_fraction": round(wait_total / max(t_total, 1e-9), 4), "device": str(device),
+            "torch_threads": torch.get_num_threads(), "world_size": world,
+            "tasks": instructions, "train_demos": [t["num_train"] for t in manifest["tasks"]],
+            "failed_demos_used": int(sum(d["split"] == "failed" for d in ds.demos))})
         print(f"trained {step - start_step} steps in {t_total:.0f} s ({(step - start_step) / max(t_total, 1e-9):.2f} "
               f"steps/s, data wait "
               f"{wait_total / max(t_total, 1e-9):.1%}); checkpoint: {last}", file=sys.stderr)
