@@ -128,6 +128,8 @@ class TrainConfig:
         parse_demo_caps(self.demos_per_task)  # raises on a malformed entry
 
 
+UNLABELED = "(no instruction)"  # task of demos without language under goal_image conditioning
+
 # Fields that do not change what is computed: they may differ when resuming.
 RESUME_FREE = {"resume", "save_every", "eval_every", "num_workers", "device", "out", "rollout_every",
                "rollout_episodes"}
@@ -248,7 +250,8 @@ def train(cfg: TrainConfig) -> str:
                             f"{now.get(k)!r}); resume with the same options or start a new --out")
     elif os.path.exists(last):
         raise UserError(f"--out {cfg.out} already holds a run (last.pt); use --resume or another --out")
-    manifest, stats = manifest_from_inputs(cfg.data)
+    # goal_image needs no language: demos without any get one shared placeholder task
+    manifest, stats = manifest_from_inputs(cfg.data, [UNLABELED] if cfg.conditioning == "goal_image" else None)
     manifest, stats, splits = select_training_data(cfg, manifest, stats)
     instructions = [t["instruction"] for t in manifest["tasks"]]
     K = len(instructions)

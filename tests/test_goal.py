@@ -118,6 +118,21 @@ def test_mixed_training_and_goal_eval_from_same_seed_expert(noisy, tmp_path, cap
         assert len(os.listdir(out / "videos")) == 1
 
 
+def test_goal_training_needs_no_language(tmp_path, capsys):
+    path = write_synthetic(str(tmp_path / "d.hdf5"), tasks=["pick it"], demos_per_task=3, steps=10, image_size=16)
+    with h5py.File(path, "a") as f:
+        f["data"].attrs.pop("problem_info", None)
+        for g in f["data"].values():
+            g.attrs.pop("language_instruction", None)
+    args = ["train", "--data", path, "--steps", "2", *FAST]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "lang")]) == 2
+    assert "has no language instruction" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "goal"), "--conditioning", "goal_image"]) == 0
+    _, ckpt = load_policy(str(tmp_path / "goal" / "last.pt"))
+    assert ckpt["tasks"] == ["(no instruction)"]
+
+
 def test_select_demos_caps_and_renumbers(tmp_path):
     path = write_synthetic(str(tmp_path / "d.hdf5"), tasks=["a b", "c d", "e f"], demos_per_task=[4, 4, 4],
                            steps=10, image_size=16)
