@@ -49,7 +49,7 @@ class EvalConfig:
     instructions: str = "train"
     """train (training instructions) | heldout (paraphrases + held-out compositions) | all"""
     condition: str = "auto"
-    """auto (as trained) | language | video | goal_image: how the task is given to the policy"""
+    """auto (as trained; language for mixed policies) | language | video | goal_image: how the task is given"""
     demos: str = ""
     """HDF5 file with demos of the tasks: clips (video) or last frames (goal_image --goal-source demos)"""
     goal_source: str = "expert"
