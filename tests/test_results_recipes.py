@@ -1,0 +1,63 @@
+"""The results recipes (scripts/results.py): every command they would run parses with mtil's own CLI, and
+the train configs they imply are valid; tables are built from summary JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from mtil.pipeline.cli import build_parser
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    spec = importlib.util.spec_from_file_location("results_recipes", os.path.join(REPO, "scripts", "results.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["results_recipes"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_recipe_step_parses(recipes, tmp_path):
+    from mtil.pipeline.argsfrom import dataclass_from_args
+    from mtil.pipeline.train import TrainConfig, parse_demo_caps
+
+    steps = [s for exp in recipes.experiments().values() for s in exp]
+    assert {s.kind for s in steps} == {"collect", "train", "eval"}
+    for s in steps:
+        argv = s.argv(str(tmp_path))
+        assert os.path.basename(argv[0]) == "mtil"
+        args = build_parser(argv[1]).parse_args(argv[1:])  # SystemExit (exit 2) on any unknown option
+        if s.kind == "train":
+            cfg = dataclass_from_args(TrainConfig, args)  # validation runs in __post_init__
+            assert cfg.out.endswith(s.out) and cfg.steps >= 1
+            parse_demo_caps(cfg.demos_per_task)
+    runs = {s.out for s in steps if s.kind == "train"}
+    for s in steps:  # every evaluated checkpoint is trained by some recipe
+        if s.kind == "eval":
+            assert os.path.dirname(s.args[0]) in runs, s.args[0]
+    for out in {s.out for s in steps}:  # a step shared by experiments (lifts_language) is defined once
+        assert len({(s.kind, tuple(s.args)) for s in steps if s.out == out}) == 1, out
+
+
+def test_tables_from_summary(recipes, tmp_path, capsys, monkeypatch):
+    d = tmp_path / "docs" / "results"
+    d.mkdir(parents=True)
+    row = {"task": "lift_red", "condition": "train instruction", "instruction": "lift the red cube", "successes": 3,
+           "n": 4, "success_rate": 0.75, "ci95": [0.3, 0.95], "errors": 0, "mean_length": 90.0}
+    (d / "demo.json").write_text(json.dumps({
+        "experiment": "demo", "created": "2026-11-25", "machine": "x86_64, 2 cores",
+        "eval": {"runs/a/eval": {"rows": [row], "overall": {"train instruction": row}}},
+        "train": {"runs/a": {"steps": 10, "seconds": 120.0, "steps_per_s": 0.08, "config": {"batch_size": 32},
+                             "train_demos": [45]}}}))
+    monkeypatch.setattr(recipes, "REPO", str(tmp_path))
+    recipes.tables()
+    out = capsys.readouterr().out
+    assert "| a/eval | lift_red | train instruction | lift the red cube | 3/4 = 75% [30%, 95%] |" in out
+    assert "| a | 10 | 32 | 2.0 min | 0.08 | [45] |" in out
