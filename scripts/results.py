@@ -79,7 +79,7 @@ def lift_train(name: str, *extra: str, data: tuple[str, ...] = (SUITE,), tasks=t
                                           "--steps", str(steps), "--seed", "0", *extra])
 
 
-def lift_eval(run: str, name: str, *extra: str, tasks=tuple(LIFTS), episodes: int = 20) -> Step:
+def lift_eval(run: str, name: str, *extra: str, tasks=tuple(LIFTS), episodes: int = 15) -> Step:
     return Step("eval", f"runs/{run}/{name}", [f"runs/{run}/last.pt", "--tasks", *tasks, "--episodes-per-task",
                                                str(episodes), *LIFT_EVAL, *extra])
 
@@ -92,7 +92,7 @@ def experiments() -> dict[str, list[Step]]:
             collect_suite(),
             Step("train", "runs/main_language", ["--data", SUITE, "--steps", "6000", "--seed", "0"],
                  "default policy (84 px, batch 64, language, stratified), 9 tasks x 45 training demos"),
-            Step("eval", "runs/main_language/eval", ["runs/main_language/last.pt", "--episodes-per-task", "25",
+            Step("eval", "runs/main_language/eval", ["runs/main_language/last.pt", "--episodes-per-task", "20",
                                                      "--max-steps", "250", "--workers", "2"]),
             Step("eval", "runs/main_language/eval_heldout_tasks",
                  ["runs/main_language/last.pt", "--tasks", *HELD_OUT, "--instructions", "heldout",
@@ -118,16 +118,16 @@ def experiments() -> dict[str, list[Step]]:
             lift_train("lifts_onehot", "--conditioning", "onehot"),
             lift_train("lifts_video", "--conditioning", "video"),
             lift_eval("lifts_language", "eval"),
-            lift_eval("lifts_language", "eval_paraphrases", "--instructions", "heldout", episodes=10),
+            lift_eval("lifts_language", "eval_paraphrases", "--instructions", "heldout", episodes=5),
             lift_eval("lifts_onehot", "eval"),
             lift_eval("lifts_video", "eval_video", "--condition", "video", "--demos", SUITE),
         ],
         "goal": [
             collect_suite(),
             collect_noisy(),
-            lift_train("goal_small10", "--conditioning", "goal_image", "--demos-per-task", "10"),
+            lift_train("goal_small10", "--conditioning", "goal_image", "--demos-per-task", "10", steps=1500),
             lift_train("goal_small10_failures", "--conditioning", "goal_image", "--demos-per-task", "10",
-                       data=(SUITE, NOISY)),
+                       data=(SUITE, NOISY), steps=1500),
             lift_eval("goal_small10", "eval", "--condition", "goal_image"),
             lift_eval("goal_small10_failures", "eval", "--condition", "goal_image"),
         ],
