@@ -130,6 +130,9 @@ def experiments() -> dict[str, list[Step]]:
                        data=(SUITE, NOISY), steps=1500),
             lift_eval("goal_small10", "eval", "--condition", "goal_image"),
             lift_eval("goal_small10_failures", "eval", "--condition", "goal_image"),
+            # all 45 training demos per task, the budget of the language/one-hot/video runs
+            lift_train("goal_all45", "--conditioning", "goal_image"),
+            lift_eval("goal_all45", "eval", "--condition", "goal_image"),
         ],
     }
 
