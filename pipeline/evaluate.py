@@ -332,7 +332,11 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
             done += 1
             bar.update(1)
             ok = [e for e in episodes.values() if e and not e["error"]]
-            bar.set_postfix(success=f"{np.mean([e['success'] for e in ok]):.0%}" if ok else "-")
+            rate = f"{np.mean([e['success'] for e in ok]):.0%}" if ok else "-"
+            bar.set_postfix(success=rate)
+            if bar.disable and (done % max(1, len(todo) // 10) == 0 or done == len(todo)):  # logs, not a terminal
+                print(f"eval: {done}/{len(todo)} episodes, success so far {rate}, {time.time() - t0:.0f} s",
+                      file=sys.stderr, flush=True)
         complete = True
     except KeyboardInterrupt:
         print("\ninterrupted: writing the episodes that finished (marked incomplete)", file=sys.stderr)
