@@ -197,7 +197,40 @@ def summarize(names: list[str], root: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(out, f, indent=1)
+        if out["eval"]:
+            plot(out, path[:-len(".json")] + ".png")
         print(f"wrote {path}" + (f" (missing: {', '.join(out['missing'])})" if out.get("missing") else ""))
+
+
+def plot(res: dict, path: str) -> None:
+    """Grouped bars: success per task (x) for every evaluation of the experiment, 95% Wilson intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    series = [(f"{ev_name.removeprefix('runs/')} ({cond})", [r for r in ev["rows"] if r["condition"] == cond])
+              for ev_name, ev in res["eval"].items() for cond in ev["overall"]]
+    labels = list(dict.fromkeys(r["task"] if r["condition"] != "paraphrase" else f"{r['task']}: {r['instruction']}"
+                                for _, rows in series for r in rows))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(labels) * max(1, len(series)) ** 0.5 + 3), 4.5))
+    for i, (name, rows) in enumerate(series):
+        by = {(r["task"] if r["condition"] != "paraphrase" else f"{r['task']}: {r['instruction']}"): r for r in rows}
+        xs = [j for j, lab in enumerate(labels) if lab in by and by[lab]["success_rate"] is not None]
+        rates = np.array([by[labels[j]]["success_rate"] for j in xs])
+        err = np.array([[by[labels[j]]["success_rate"] - by[labels[j]]["ci95"][0],
+                         by[labels[j]]["ci95"][1] - by[labels[j]]["success_rate"]] for j in xs]).T.reshape(2, -1)
+        ax.bar(np.array(xs) + (i - (len(series) - 1) / 2) * width, rates, width, yerr=err, capsize=2, label=name)
+    ax.set_xticks(range(len(labels)), labels, rotation=50, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (95% Wilson CI)")
+    ax.set_title(f"{res['experiment']} ({res['created']})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _cell(r: dict) -> str:
