@@ -147,10 +147,19 @@ def run(names: list[str], root: str) -> None:
             argv = step.argv(root)
             log = os.path.join(root, step.out.rstrip("/") + ".log")
             os.makedirs(os.path.dirname(log), exist_ok=True)
+            lock = os.path.join(root, step.out.rstrip("/") + ".lock")  # two runners may share steps
+            try:
+                os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                print(f"[{name}] running elsewhere, skipped: {step.out} (delete {lock} if nothing runs it)")
+                continue
             print(f"[{name}] {shlex.join(argv)}  (log: {log})", flush=True)
             t0 = time.time()
-            with open(log, "w") as f:
-                code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
+            try:
+                with open(log, "w") as f:
+                    code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
+            finally:
+                os.unlink(lock)
             print(f"[{name}] exit {code} after {time.time() - t0:.0f} s", flush=True)
             if code != 0:
                 sys.exit(f"step failed (exit {code}); see {log}")
