@@ -117,7 +117,10 @@ class MultiTaskPolicy(nn.Module):
                 draw = torch.rand(len(use_goal), device=use_goal.device) < self.cond.cfg.goal_prob
                 use_goal |= draw
             return torch.where(use_goal[:, None], z_goal, z_lang), None
-        emb = self.cond.embed_video(batch["clip"])  # (B, lang_dim), unit norm
+        if "clips" in batch:  # one clip per task present, shared by that task's samples: encode each once
+            emb = self.cond.embed_video(batch["clips"])[batch["clip_index"]]
+        else:  # one clip per sample
+            emb = self.cond.embed_video(batch["clip"])  # (B, lang_dim), unit norm
         return self.cond.project(emb), emb
 
     # ------------------------------------------------------------------ network

@@ -206,7 +206,9 @@ def to_device(batch, device):
 
 def add_clips(batch: dict, ds: WindowedDataset, rng: np.random.Generator, frames: int, key: str) -> None:
     """BC-Z clip for video conditioning: per task in the batch, T evenly spaced (jittered) frames of a
-    *different* demo of that task than the batch's samples of it; ``batch['clip']`` (B, T, 3, H, W)."""
+    *different* demo of that task than the batch's samples of it: ``batch['clips']`` (U, T, 3, H, W), one per
+    task present, and ``batch['clip_index']`` (B,) naming each sample's clip. The policy encodes the U clips
+    once (encoding one clip per *sample* made a video-conditioned step 5x slower than a language one)."""
     idx = batch["index"].numpy()
     demo_of = np.searchsorted(ds.starts, idx, side="right") - 1
     clips = {}
@@ -217,7 +219,9 @@ def add_clips(batch: dict, ds: WindowedDataset, rng: np.random.Generator, frames
         d = others[int(rng.integers(len(others)))]
         ts = clip_indices(int(ds.lengths[d]), frames, rng)
         clips[int(task)] = torch.from_numpy(np.ascontiguousarray(ds._frames(d, key, ts))).permute(0, 3, 1, 2)
-    batch["clip"] = torch.stack([clips[int(t)] for t in batch["task"]])
+    order = sorted(clips)
+    batch["clips"] = torch.stack([clips[t] for t in order])
+    batch["clip_index"] = torch.tensor([order.index(int(t)) for t in batch["task"]], dtype=torch.int64)
 
 
 def train(cfg: TrainConfig) -> str:
