@@ -49,7 +49,10 @@ class Step:
         if self.kind == "train":  # finished, not just checkpointed
             if os.path.exists(os.path.join(p, "train_summary.json")):
                 return True
-            return os.path.exists(p + ".log") and "trained " in open(p + ".log", errors="replace").read()
+            if not os.path.exists(p + ".log"):
+                return False
+            with open(p + ".log", errors="replace") as f:
+                return "trained " in f.read()
         if not os.path.exists(os.path.join(p, "eval.json")):
             return False
         with open(os.path.join(p, "eval.json")) as f:
