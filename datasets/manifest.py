@@ -74,9 +74,11 @@ def build_manifest(paths: list[str], instructions: list[str] | None = None, vali
         for d in info.demos:
             if d.instruction not in task_index:
                 task_index[d.instruction] = len(tasks)
-                tasks.append({"id": len(tasks), "instruction": d.instruction, "num_demos": 0, "num_steps": 0,
-                              "num_train": 0, "num_valid": 0})
+                tasks.append({"id": len(tasks), "instruction": d.instruction, "name": d.task_name,
+                              "num_demos": 0, "num_steps": 0, "num_train": 0, "num_valid": 0})
             task_of[d.name] = task_index[d.instruction]
+            if d.task_name and not tasks[task_of[d.name]]["name"]:
+                tasks[task_of[d.name]]["name"] = d.task_name
         split = _split_demos(info, task_of, valid_fraction, seed)
         for d in info.demos:
             t = tasks[task_of[d.name]]
@@ -164,16 +166,24 @@ def select_demos(manifest: dict, tasks: list[str] | None = None, per_task: dict[
                  default_cap: int | None = None) -> dict:
     """A copy of ``manifest`` restricted to some tasks and at most N training demos per task.
 
-    ``tasks``: instructions to keep (in this order; task ids are renumbered 0..K-1). ``per_task``: cap of
-    *training* demos per instruction (the first ones in file order; ``default_cap`` for the others). Valid
-    and failed demos are kept whole. Raises ``UserError`` for an instruction the data does not hold.
+    ``tasks``: instructions or task names (the demos' ``mtil_task`` attr, e.g. ``lift_red``) to keep, in
+    this order; task ids are renumbered 0..K-1. ``per_task``: cap of *training* demos per task (the first
+    ones in file order; ``default_cap`` for the others). Valid and failed demos are kept whole. Raises
+    ``UserError`` for a task the data does not hold.
     """
     by_text = {t["instruction"]: t for t in manifest["tasks"]}
-    keep = list(tasks) if tasks else [t["instruction"] for t in manifest["tasks"]]
-    for text in keep + list(per_task or {}):
+    by_name = {t["name"]: t["instruction"] for t in manifest["tasks"] if t.get("name")}
+
+    def resolve(text: str) -> str:
+        text = by_name.get(text, text)
         if text not in by_text:
-            have = "; ".join(repr(t) for t in by_text)
+            have = "; ".join(f"{t.get('name')} ({t['instruction']!r})" if t.get("name") else repr(t["instruction"])
+                             for t in manifest["tasks"])
             raise UserError(f"task {text!r} is not in the data (have: {have})")
+        return text
+
+    keep = [resolve(t) for t in tasks] if tasks else [t["instruction"] for t in manifest["tasks"]]
+    per_task = {resolve(k): n for k, n in (per_task or {}).items()}
     new_id = {by_text[text]["id"]: i for i, text in enumerate(keep)}
     caps = {by_text[text]["id"]: n for text, n in (per_task or {}).items()}
     taken: dict[int, int] = {}

@@ -52,6 +52,7 @@ class DemoInfo:
     name: str
     length: int
     instruction: str | None
+    task_name: str | None = None  # short task name from the demo attr ``mtil_task`` (mtil collect), if any
 
 
 @dataclass
@@ -195,7 +196,8 @@ def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, ch
             p.append(Problem(info.path, f"{where}/obs", f"has keys {keys}, first demo has {stored_keys}"))
         for key in keys:
             _check_obs(g["obs"][key], f"{where}/obs/{key}", key, T, info, check_values)
-        info.demos.append(DemoInfo(name, T, text.strip() if text else None))
+        task_name = _text(g.attrs["mtil_task"]) if "mtil_task" in g.attrs else None
+        info.demos.append(DemoInfo(name, T, text.strip() if text else None, task_name))
 
     if any(k.endswith("_rgb") for k in stored_keys or []) or (problem_info is not None):
         info.layout = "libero"

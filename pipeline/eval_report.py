@@ -12,9 +12,18 @@ import numpy as np
 from mtil.datasets.atomic import atomic_write, write_json_atomic
 
 
-def summarize(episodes: list[dict]) -> dict:
-    from mtil.pipeline.evaluate import wilson
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (95% by default); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, center - half), min(1.0, center + half)
 
+
+def summarize(episodes: list[dict]) -> dict:
     valid = [e for e in episodes if e is not None and not e["error"]]
     k, n = sum(e["success"] for e in valid), len(valid)
     lo, hi = wilson(k, n)

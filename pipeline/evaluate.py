@@ -81,17 +81,6 @@ class EvalConfig:
             raise UserError("--max-steps must be >= 1 and --video-episodes >= 0")
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (95% by default); (0, 1) when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, center - half), min(1.0, center + half)
-
-
 def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -121,7 +110,7 @@ def plan_rows(cfg: EvalConfig, ckpt: dict) -> tuple[list[Row], dict]:
     if condition == "goal_image" and kind not in ("goal_image", "mixed"):
         raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take a goal image")
     trained = list(ckpt["tasks"])
-    from mtil.pipeline.sim_envs import SUITE_ENV_NAME
+    from mtil.pipeline.sim.envs import SUITE_ENV_NAME
 
     rows: list[Row] = []
     if env_args["env_name"] != SUITE_ENV_NAME:  # a stock robosuite env: one task, as named in the data
@@ -131,7 +120,7 @@ def plan_rows(cfg: EvalConfig, ckpt: dict) -> tuple[list[Row], dict]:
         if condition in ("language", "onehot"):
             rows.append(Row(name, "train instruction", trained[0], trained[0]))
         return _demo_rows(rows, cfg, condition, {name: trained[0]}), env_args
-    from mtil.pipeline.sim_tasks import TASKS, held_out_tasks, task_for_instruction
+    from mtil.pipeline.sim.tasks import TASKS, held_out_tasks, task_for_instruction
 
     by_name = {task_for_instruction(t): t for t in trained}
     by_name.pop(None, None)
@@ -198,8 +187,8 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
 
     torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
     from mtil.pipeline.checkpoint import load_policy
-    from mtil.pipeline.sim_envs import SUITE_ENV_NAME, make_env
-    from mtil.pipeline.sim_experts import run_expert_episode
+    from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
+    from mtil.pipeline.sim.experts import run_expert_episode
 
     policy, _ = load_policy(ckpt_path, ema=ema)
     envs = {}

@@ -44,7 +44,7 @@ class QuickstartConfig:
 
 def quickstart(cfg: QuickstartConfig) -> dict:
     from mtil.pipeline.evaluate import EvalConfig, evaluate
-    from mtil.pipeline.sim_collect import CollectConfig, collect
+    from mtil.pipeline.sim.collect import CollectConfig, collect
     from mtil.pipeline.train import TrainConfig, train
 
     out = os.path.abspath(cfg.out)

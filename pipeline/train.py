@@ -1,7 +1,7 @@
 """Multi-task behavior cloning: one flat, step-counted training loop (read it top to bottom).
 
     mtil train --data FILE.hdf5 [...] --out RUN --steps 3000
-    torchrun --nproc_per_node 2 -m mtil.pipeline.train --data ... --out RUN   # DDP (gloo on CPU)
+    torchrun --nproc_per_node 2 -m mtil.pipeline.cli.train --data ... --out RUN   # DDP (gloo on CPU)
 
 Every minibatch is stratified over tasks (StratifiedTaskBatchSampler). Writes RUN/config.json,
 RUN/last.pt (always the newest), RUN/step_<n>.pt, TensorBoard scalars in RUN/tb. ``--resume`` continues
@@ -153,21 +153,13 @@ def parse_demo_caps(entries: list[str]) -> tuple[int | None, dict[str, int]]:
     return default, per
 
 
-def instruction_of(name: str) -> str:
-    """A suite task name (lift_red) -> its instruction; anything else is taken as an instruction."""
-    from mtil.pipeline.sim_tasks import TASKS
-
-    return TASKS[name].instruction if name in TASKS else name
-
-
 def select_training_data(cfg: TrainConfig, manifest: dict, stats: dict) -> tuple[dict, dict, tuple[str, ...]]:
     """Apply --tasks / --demos-per-task / --failed-demos; returns (manifest, stats, splits to train on)."""
     from mtil.datasets.manifest import compute_stats, select_demos
 
     default_cap, caps = parse_demo_caps(cfg.demos_per_task)
     if cfg.tasks or default_cap is not None or caps:
-        manifest = select_demos(manifest, [instruction_of(t) for t in cfg.tasks] or None,
-                                {instruction_of(k): v for k, v in caps.items()}, default_cap)
+        manifest = select_demos(manifest, list(cfg.tasks) or None, caps, default_cap)
         stats = compute_stats(manifest)  # statistics of the demos actually trained on
     n_failed = sum(d["split"] == "failed" for d in manifest["demos"])
     goal_kinds = ("goal_image", "mixed")
@@ -471,12 +463,5 @@ def validation_loss(policy: MultiTaskPolicy, vds: WindowedDataset | None, device
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for `torchrun -m mtil.pipeline.train ...` (same options as `mtil train`)."""
-    from mtil.pipeline.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("the DDP entry point moved: torchrun --nproc_per_node N -m mtil.pipeline.cli.train --data ... --out RUN")

@@ -42,8 +42,8 @@ def _time_steps(step, reset, n: int, warmup: int = 10) -> float:
 
 
 def bench_envs(n: int) -> list[tuple[str, float]]:
-    from mtil.pipeline.sim_envs import CAMERAS, make_env, suite_env_args
-    from mtil.pipeline.sim_render import import_robosuite
+    from mtil.pipeline.sim.envs import CAMERAS, make_env, suite_env_args
+    from mtil.pipeline.sim.render import import_robosuite
 
     suite = import_robosuite()
     from robosuite.controllers import load_composite_controller_config
@@ -75,7 +75,7 @@ def bench_envs(n: int) -> list[tuple[str, float]]:
 
 
 def bench_collect(demos: int) -> list[tuple[str, float, float]]:
-    from mtil.pipeline.sim_collect import CollectConfig, collect
+    from mtil.pipeline.sim.collect import CollectConfig, collect
 
     rows = []
     for workers in (1, 2):

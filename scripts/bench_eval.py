@@ -38,7 +38,7 @@ def main() -> None:
     print(f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores; checkpoint {args.checkpoint} "
           f"(step {ckpt['step']}), task {row.task}, {args.max_steps} steps per episode")
     torch.set_num_threads(1)
-    from mtil.pipeline.sim_envs import make_env
+    from mtil.pipeline.sim.envs import make_env
 
     env = make_env(env_args, task=row.task)
     policy, _ = load_policy(args.checkpoint)

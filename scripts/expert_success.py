@@ -3,7 +3,7 @@
     python scripts/expert_success.py --seeds 50 [--tasks all|everything|NAME,...] [--workers 2]
         [--markdown-out table.md]
 
-Episode seeds are the ones ``mtil collect --seed 0`` would use first (sim_collect.episode_seed), so the
+Episode seeds are the ones ``mtil collect --seed 0`` would use first (sim.collect.episode_seed), so the
 measured rate is the rate collection sees. Prints a markdown table (task, instruction, successes/N, rate,
 mean steps); ``--markdown-out`` also writes it to a file.
 """
@@ -16,8 +16,8 @@ import time
 
 
 def _run(args: tuple[str, list[int]]) -> tuple[str, list[tuple[bool, int]]]:
-    from mtil.pipeline.sim_envs import make_env, suite_env_args
-    from mtil.pipeline.sim_experts import run_expert_episode
+    from mtil.pipeline.sim.envs import make_env, suite_env_args
+    from mtil.pipeline.sim.experts import run_expert_episode
 
     task, seeds = args
     env = make_env(suite_env_args(), task=task, use_camera_obs=False)
@@ -40,8 +40,8 @@ def main() -> None:
     ap.add_argument("--markdown-out", default=None, help="also write the table to this file")
     a = ap.parse_args()
 
-    from mtil.pipeline.sim_collect import episode_seed
-    from mtil.pipeline.sim_tasks import TASKS, resolve_tasks
+    from mtil.pipeline.sim.collect import episode_seed
+    from mtil.pipeline.sim.tasks import TASKS, resolve_tasks
 
     tasks = resolve_tasks(a.tasks)
     jobs = []

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mtil.datasets.synthetic import write_synthetic
-from mtil.pipeline.cli import main
+from mtil.pipeline.cli.main import main
 
 
 def sha(path: str) -> str:

@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("robosuite")
 
 from mtil.pipeline import evaluate as ev  # noqa: E402
-from mtil.pipeline.evaluate import EvalConfig, Row, wilson  # noqa: E402
+from mtil.pipeline.eval_report import wilson  # noqa: E402
+from mtil.pipeline.evaluate import EvalConfig, Row  # noqa: E402
 
 
 def test_wilson_values():
@@ -35,7 +36,7 @@ def test_config_validation():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny policy trained a few steps on 2 collected demos of one suite task (16 px cameras)."""
-    from mtil.pipeline.cli import main
+    from mtil.pipeline.cli.main import main
 
     d = tmp_path_factory.mktemp("eval")
     data = str(d / "demos.hdf5")
@@ -62,7 +63,7 @@ def test_periodic_rollouts_keep_best(trained, tmp_path):
 
 
 def test_eval_outputs_and_paired_seeds(trained, tmp_path, capsys):
-    from mtil.pipeline.cli import main
+    from mtil.pipeline.cli.main import main
 
     out1, out2 = tmp_path / "a", tmp_path / "b"
     args = ["--episodes-per-task", "2", "--workers", "1", "--max-steps", "8", "--video-episodes", "1"]
@@ -126,7 +127,7 @@ def test_simulator_exception_is_an_error_row(trained, tmp_path, monkeypatch):
 
 
 def test_unknown_task_and_missing_checkpoint(trained, tmp_path, capsys):
-    from mtil.pipeline.cli import main
+    from mtil.pipeline.cli.main import main
 
     assert main(["eval", trained, "--out", str(tmp_path / "x"), "--tasks", "fly_to_moon"]) == 2
     assert "fly_to_moon" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from mtil.datasets.manifest import build_manifest, select_demos
 from mtil.datasets.synthetic import write_synthetic
 from mtil.datasets.windowed import GoalSampling, WindowedDataset
 from mtil.pipeline.checkpoint import load_policy
-from mtil.pipeline.cli import main
+from mtil.pipeline.cli.main import main
 from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
 
 FAST = ["--batch-size", "4", "--action-horizon", "4", "--exec-steps", "2", "--warmup-steps", "2", "--cond-dim", "8",

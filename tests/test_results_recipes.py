@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mtil.pipeline.cli import build_parser
+from mtil.pipeline.cli.main import build_parser
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +25,7 @@ def recipes():
 
 
 def test_every_recipe_step_parses(recipes, tmp_path):
-    from mtil.pipeline.argsfrom import dataclass_from_args
+    from mtil.pipeline.cli.argsfrom import dataclass_from_args
     from mtil.pipeline.train import TrainConfig, parse_demo_caps
 
     steps = [s for exp in recipes.experiments().values() for s in exp]

@@ -13,12 +13,12 @@ import pytest
 pytest.importorskip("robosuite")
 
 from mtil.datasets.schema import inspect_file  # noqa: E402
-from mtil.pipeline.sim_tasks import TASKS, training_tasks  # noqa: E402
+from mtil.pipeline.sim.tasks import TASKS, training_tasks  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def envs():
-    from mtil.pipeline.sim_envs import make_env, suite_env_args
+    from mtil.pipeline.sim.envs import make_env, suite_env_args
 
     args = suite_env_args(image_size=32)
     made = {"cubes": make_env(args, task="lift_red", use_camera_obs=False),
@@ -51,8 +51,8 @@ def test_reset_is_deterministic_per_seed(envs, scene_task):
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_expert_succeeds(envs, task):
-    from mtil.pipeline.sim_collect import episode_seed
-    from mtil.pipeline.sim_experts import run_expert_episode
+    from mtil.pipeline.sim.collect import episode_seed
+    from mtil.pipeline.sim.experts import run_expert_episode
 
     env = _use(envs, task)
     ok, steps, _ = run_expert_episode(env, task, seed=episode_seed(0, task, 0))
@@ -64,7 +64,7 @@ def test_expert_succeeds(envs, task):
 def test_gymnasium_check_env():
     from gymnasium.utils.env_checker import check_env
 
-    from mtil.pipeline.sim_gym import SimGymEnv
+    from mtil.pipeline.sim.gym import SimGymEnv
 
     env = SimGymEnv(task="stack_red_on_green", image_size=32)
     check_env(env, skip_render_check=True)
@@ -76,7 +76,7 @@ def test_gymnasium_check_env():
 
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory):
-    from mtil.pipeline.sim_collect import CollectConfig, collect
+    from mtil.pipeline.sim.collect import CollectConfig, collect
 
     out = str(tmp_path_factory.mktemp("collect") / "demos.hdf5")
     summary = collect(CollectConfig(tasks="lift_red,place_block_on_orange", demos_per_task=1, out=out,
@@ -112,7 +112,7 @@ def test_collected_file_layout(collected):
 
 
 def test_replay_reproduces_success(collected, tmp_path):
-    from mtil.pipeline.sim_replay import ReplayConfig, replay
+    from mtil.pipeline.sim.replay import ReplayConfig, replay
 
     out, _ = collected
     video = str(tmp_path / "demo.mp4")
@@ -132,7 +132,7 @@ def test_training_tasks_in_two_scenes():
 
 
 def test_stock_robosuite_env_from_robomimic_env_args():
-    from mtil.pipeline.sim_envs import make_env
+    from mtil.pipeline.sim.envs import make_env
 
     old_style_controller = {"type": "OSC_POSE", "input_max": 1, "input_min": -1, "kp": 150, "damping": 1,
                             "output_max": [0.05, 0.05, 0.05, 0.5, 0.5, 0.5],

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from mtil.datasets.errors import UserError
-from mtil.pipeline.cli import main
-from mtil.pipeline.sim_collect import CollectConfig, episode_seed
-from mtil.pipeline.sim_tasks import SCENES, TASKS, held_out_tasks, resolve_tasks, task_for_instruction, training_tasks
+from mtil.pipeline.cli.main import main
+from mtil.pipeline.sim.collect import CollectConfig, episode_seed
+from mtil.pipeline.sim.tasks import SCENES, TASKS, held_out_tasks, resolve_tasks, task_for_instruction, training_tasks
 
 
 def test_suite_shape():

@@ -22,7 +22,7 @@ from mtil.datasets.synthetic import write_synthetic
 from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
 from mtil.pipeline.checkpoint import load_policy
-from mtil.pipeline.cli import main
+from mtil.pipeline.cli.main import main
 from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
 
 BIN = os.path.dirname(sys.executable)
@@ -133,7 +133,7 @@ def test_ddp_two_processes(tmp_path, data):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([os.path.join(BIN, "torchrun"), "--nproc_per_node", "2", "--master_port", "29517",
-                        "-m", "mtil.pipeline.train", "--data", data, "--out", str(out), "--steps", "6",
+                        "-m", "mtil.pipeline.cli.train", "--data", data, "--out", str(out), "--steps", "6",
                         "--save-every", "3", "--conditioning", "onehot", *FAST],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

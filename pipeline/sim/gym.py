@@ -1,12 +1,12 @@
 """``SimGymEnv``: a suite task (or stock robosuite env) as a ``gymnasium.Env``.
 
-    from mtil.pipeline.sim_gym import SimGymEnv
+    from mtil.pipeline.sim.gym import SimGymEnv
     env = SimGymEnv(task="stack_red_on_green", image_size=84)      # our suite, fast rendering
     env = SimGymEnv(env_args=json.loads(f["data"].attrs["env_args"]), task=...)   # as a dataset recorded
     obs, info = env.reset(seed=0)        # info["instruction"] is the task's canonical instruction
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
-Observation space: ``Dict`` of ``Box`` with the keys of sim_envs (images uint8 (H, W, 3) upright, low-dim
+Observation space: ``Dict`` of ``Box`` with the keys of sim.envs (images uint8 (H, W, 3) upright, low-dim
 float64). Action space: ``Box(-1, 1, (7,))`` (OSC_POSE deltas + gripper). ``terminated`` = task success;
 ``truncated`` after ``max_episode_steps``. ``reset(seed=None)`` draws the episode seed from the
 env's ``np_random`` (itself seeded by the first ``reset(seed=...)``), so runs are reproducible.
@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mtil.pipeline.sim_envs import make_env, suite_env_args
+from mtil.pipeline.sim.envs import make_env, suite_env_args
 
 
 class SimGymEnv(gym.Env):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.argsfrom import add_dataclass_args, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_dataclass_args, dataclass_from_args
 
 
 def register_eval(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
     from mtil.pipeline.evaluate import EvalConfig
 
     p = sub.add_parser("eval", help=help_text, description=EvalConfig.__doc__, formatter_class=HelpFormatter)

@@ -1,4 +1,4 @@
-"""``MtilTabletop``: the robosuite environment behind every task of the suite (see sim_tasks.py).
+"""``MtilTabletop``: the robosuite environment behind every task of the suite (see sim.tasks.py).
 
 One class, one MuJoCo model per scene: the ``scene`` kwarg picks the objects, the ``task`` kwarg (or
 ``set_task``) picks the success predicate, so all tasks of a scene share a model and differ only by
@@ -6,15 +6,15 @@ instruction. Subclassing robosuite's env registers it under the name ``MtilTable
 ``robosuite.make("MtilTabletop", scene="cubes", task="lift_red", ...)`` works once this module is imported.
 
 Object placement is rejection-sampled from ``self.rng`` (robosuite's per-env generator), so reseeding that
-generator before ``reset()`` (see sim_envs.SimEnv.reset) makes the layout a function of the seed.
+generator before ``reset()`` (see sim.envs.SimEnv.reset) makes the layout a function of the seed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mtil.pipeline.sim_render import FastRenderMixin, import_robosuite
-from mtil.pipeline.sim_tasks import MAX_OBJECTS, OBJECT_DIM, SCENES, TASKS, ObjectSpec, TaskSpec
+from mtil.pipeline.sim.render import FastRenderMixin, import_robosuite
+from mtil.pipeline.sim.tasks import MAX_OBJECTS, OBJECT_DIM, SCENES, TASKS, ObjectSpec, TaskSpec
 
 import_robosuite()
 from robosuite.environments.manipulation.manipulation_env import ManipulationEnv  # noqa: E402
@@ -51,8 +51,8 @@ class MtilTabletop(FastRenderMixin, ManipulationEnv):
     """A Panda at a table with the objects of ``SCENES[scene]``; success as ``TASKS[task]`` defines.
 
     Args (beyond robosuite's ManipulationEnv ones, all passed through):
-        scene: key of ``sim_tasks.SCENES``.
-        task: key of ``sim_tasks.TASKS`` in that scene, or None (then success is always False).
+        scene: key of ``sim.tasks.SCENES``.
+        task: key of ``sim.tasks.TASKS`` in that scene, or None (then success is always False).
     """
 
     def __init__(self, robots="Panda", scene: str = "cubes", task: str | None = None,

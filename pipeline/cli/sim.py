@@ -11,7 +11,7 @@ import json
 
 
 def register_tasks(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
 
     p = sub.add_parser("tasks", help=help_text, formatter_class=HelpFormatter,
                        description="List the simulated language tasks: scene, canonical (training) instruction, "
@@ -24,7 +24,7 @@ def register_tasks(sub, help_text: str) -> None:
 def _run_tasks(args) -> int:
     from dataclasses import asdict
 
-    from mtil.pipeline.sim_tasks import SCENES, TASKS
+    from mtil.pipeline.sim.tasks import SCENES, TASKS
 
     if args.json:
         print(json.dumps({"scenes": {n: asdict(s) for n, s in SCENES.items()},
@@ -49,8 +49,8 @@ def _run_tasks(args) -> int:
 
 
 def register_collect(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
-    from mtil.pipeline.sim_collect import CollectConfig
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
+    from mtil.pipeline.sim.collect import CollectConfig
 
     d = CollectConfig.__dataclass_fields__
     p = sub.add_parser("collect", help=help_text, formatter_class=HelpFormatter,
@@ -87,7 +87,7 @@ def register_collect(sub, help_text: str) -> None:
 
 
 def _run_collect(a) -> int:
-    from mtil.pipeline.sim_collect import CollectConfig, collect
+    from mtil.pipeline.sim.collect import CollectConfig, collect
 
     cfg = CollectConfig(tasks=a.tasks, demos_per_task=a.demos_per_task, out=a.out, workers=a.workers,
                         seed=a.seed, image_size=a.image_size, next_obs=a.next_obs,
@@ -112,8 +112,8 @@ def _run_collect(a) -> int:
 
 
 def register_replay(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
-    from mtil.pipeline.sim_replay import ReplayConfig
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
+    from mtil.pipeline.sim.replay import ReplayConfig
 
     d = ReplayConfig.__dataclass_fields__
     p = sub.add_parser("replay", help=help_text, formatter_class=HelpFormatter,
@@ -133,7 +133,7 @@ def register_replay(sub, help_text: str) -> None:
 
 
 def _run_replay(a) -> int:
-    from mtil.pipeline.sim_replay import ReplayConfig, replay
+    from mtil.pipeline.sim.replay import ReplayConfig, replay
 
     r = replay(ReplayConfig(a.file, demo=a.demo, out=a.out, camera=a.camera, size=a.size, fps=a.fps,
                             use_model_file=a.use_model_file, overwrite=a.overwrite))

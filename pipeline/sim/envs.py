@@ -2,7 +2,7 @@
 
 API used by collection, replay and evaluation::
 
-    from mtil.pipeline.sim_envs import make_env, suite_env_args, SimGymEnv
+    from mtil.pipeline.sim.envs import make_env, suite_env_args, SimGymEnv
 
     env = make_env(env_args, task="lift_red")      # env_args: dict (or JSON str) as stored in data.attrs
     obs = env.reset(seed=3)                        # same seed -> same object layout and robot start
@@ -16,7 +16,7 @@ API used by collection, replay and evaluation::
 ``obs`` is a dict with the keys and conventions of our HDF5 files: ``agentview_image`` and
 ``robot0_eye_in_hand_image`` (H, W, 3) uint8 upright (row 0 = top), ``robot0_eef_pos`` (3,),
 ``robot0_eef_quat`` (4,) xyzw, ``robot0_gripper_qpos`` (2,), ``object`` (D,) float64 (our scenes: D=28,
-see sim_tasks.OBJECT_DIM; stock envs: robosuite's ``object-state``).
+see sim.tasks.OBJECT_DIM; stock envs: robosuite's ``object-state``).
 
 ``env_args`` is robomimic's recipe (``env_name``, ``type`` = 1 for robosuite, ``env_kwargs``) plus our
 keys: ``render`` (RenderSettings dict), ``image_convention`` ("opencv" = upright), ``mtil_tasks``
@@ -36,9 +36,9 @@ import json
 
 import numpy as np
 
-from mtil.pipeline.sim_render import FastRenderMixin, RenderSettings, import_robosuite
-from mtil.pipeline.sim_scene import MtilTabletop
-from mtil.pipeline.sim_tasks import TASKS
+from mtil.pipeline.sim.render import FastRenderMixin, RenderSettings, import_robosuite
+from mtil.pipeline.sim.scene import MtilTabletop
+from mtil.pipeline.sim.tasks import TASKS
 
 robosuite = import_robosuite()
 import mujoco  # noqa: E402

@@ -10,6 +10,12 @@ import inspect
 import textwrap
 import typing
 
+from mtil.datasets.errors import DataError, UserError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the line breaks of descriptions."""
+
 
 def field_docs(cls) -> dict[str, str]:
     """The string literal right after each annotated field in the class body."""
@@ -55,3 +61,22 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, positional: tuple[s
 
 def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+
+def run_guarded(func, args) -> int:
+    """Run a command's ``func(args)`` with the exit-code conventions of `mtil`: 2 and one line per problem
+    for bad input (no traceback), 130 on Ctrl-C; anything else propagates (a bug: traceback, exit 1)."""
+    import sys
+
+    try:
+        return int(func(args) or 0)
+    except DataError as e:
+        for p in e.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,6 +1,6 @@
 """Replay a recorded demo's actions in simulation and write an mp4 (``mtil replay``).
 
-    from mtil.pipeline.sim_replay import ReplayConfig, replay
+    from mtil.pipeline.sim.replay import ReplayConfig, replay
     result = replay(ReplayConfig("demos.hdf5", demo="demo_3", out="demo_3.mp4"))
     result["success"], result["max_state_error"]
 
@@ -73,8 +73,8 @@ def _read_demo(cfg: ReplayConfig) -> tuple[dict, dict, np.ndarray, np.ndarray]:
 
 def replay(cfg: ReplayConfig) -> dict:
     """Replay ``cfg.demo``; returns {demo, task, steps, success, success_step, max_state_error, video}."""
-    from mtil.pipeline.sim_envs import SUITE_ENV_NAME, make_env
-    from mtil.pipeline.sim_tasks import task_for_instruction
+    from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
+    from mtil.pipeline.sim.tasks import task_for_instruction
 
     env_args, attrs, states, actions = _read_demo(cfg)
     task = attrs.get("mtil_task")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.argsfrom import add_dataclass_args, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_dataclass_args, dataclass_from_args
 
 
 def register_quickstart(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
     from mtil.pipeline.quickstart import QuickstartConfig
 
     p = sub.add_parser("quickstart", help=help_text, description=QuickstartConfig.__doc__,

@@ -6,7 +6,7 @@ from mtil.datasets.ingest import IngestConfig, info, ingest
 
 
 def register_ingest(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
 
     p = sub.add_parser("ingest", help=help_text, description=IngestConfig.__doc__, formatter_class=HelpFormatter)
     p.add_argument("sources", nargs="+", metavar="SRC", help="HDF5 files (robomimic layout or LIBERO's variant)")
@@ -22,7 +22,7 @@ def register_ingest(sub, help_text: str) -> None:
 
 
 def register_info(sub, help_text: str) -> None:
-    from mtil.pipeline.cli import HelpFormatter
+    from mtil.pipeline.cli.argsfrom import HelpFormatter
 
     p = sub.add_parser("info", help=help_text, formatter_class=HelpFormatter,
                        description="Summarize HDF5 demo files or ingest directories: tasks, demos, steps, "

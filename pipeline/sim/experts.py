@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtil.pipeline.sim_scene import MtilTabletop, half_height
-from mtil.pipeline.sim_tasks import TASKS
+from mtil.pipeline.sim.scene import MtilTabletop, half_height
+from mtil.pipeline.sim.tasks import TASKS
 
 
 def _quat_wxyz_to_mat(q: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Parallel scripted-expert collection into one robomimic-layout HDF5 file (``mtil collect``).
 
-    from mtil.pipeline.sim_collect import CollectConfig, collect
+    from mtil.pipeline.sim.collect import CollectConfig, collect
     summary = collect(CollectConfig(tasks="all", demos_per_task=20, out="demos.hdf5", workers=2))
 
 How it works
@@ -70,7 +70,7 @@ class CollectConfig:
     task_names: list[str] = field(default_factory=list, repr=False)  # resolved in __post_init__
 
     def __post_init__(self):
-        from mtil.pipeline.sim_tasks import resolve_tasks
+        from mtil.pipeline.sim.tasks import resolve_tasks
 
         self.task_names = resolve_tasks(self.tasks)
         if self.demos_per_task < 1:
@@ -105,7 +105,7 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep
                    action_noise: float = 0.0) -> dict | None:
     """Run the expert once, recording everything a demo stores (``success`` says how it ended); None if it
     did not succeed and ``keep_failures`` is off."""
-    from mtil.pipeline.sim_experts import run_expert_episode
+    from mtil.pipeline.sim.experts import run_expert_episode
 
     obs_list, states, actions, rewards, dones = [], [], [], [], []
 
@@ -135,8 +135,8 @@ def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, ke
                  action_noise: float = 0.0) -> None:
     """Worker loop: build an env per scene once, run jobs ``(task, index, seed)`` until ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    from mtil.pipeline.sim_envs import UnstableSimulation, make_env
-    from mtil.pipeline.sim_tasks import TASKS
+    from mtil.pipeline.sim.envs import UnstableSimulation, make_env
+    from mtil.pipeline.sim.tasks import TASKS
 
     envs = {}
     while True:
@@ -183,8 +183,8 @@ def collect(cfg: CollectConfig) -> dict:
     import h5py
     from tqdm import tqdm
 
-    from mtil.pipeline.sim_envs import suite_env_args
-    from mtil.pipeline.sim_tasks import TASKS
+    from mtil.pipeline.sim.envs import suite_env_args
+    from mtil.pipeline.sim.tasks import TASKS
 
     tasks, N = cfg.task_names, cfg.demos_per_task
     max_fail = cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N)

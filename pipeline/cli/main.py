@@ -1,0 +1,63 @@
+"""The `mtil` command line.
+
+Conventions shared by every subcommand: exit 0 on success, 2 for user errors (one line naming the
+file/demo/key and the problem, no traceback), 1 for internal errors (with the traceback, it is a bug).
+Each command group lives in its own module of this package and is wired here explicitly: its
+``register_<name>(subparsers, help)`` adds the parser and sets ``func`` to a callable taking the parsed
+args and returning an exit code. Those modules import heavy libraries (torch, robosuite) only inside the
+command's function, so `mtil --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mtil.pipeline.cli import data, quickstart, sim, train
+from mtil.pipeline.cli import eval as eval_cmd
+from mtil.pipeline.cli.argsfrom import HelpFormatter, run_guarded
+
+# (subcommand, function that adds its parser, one-line help). Order = order in --help.
+SUBCOMMANDS = [
+    ("tasks", sim.register_tasks, "list the simulated language tasks, scenes and held-out paraphrases"),
+    ("collect", sim.register_collect, "collect scripted-expert demonstrations in parallel into one HDF5 file"),
+    ("replay", sim.register_replay, "replay a recorded demo's actions in simulation and write an mp4"),
+    ("ingest", data.register_ingest, "validate HDF5 demo files and write DIR/manifest.json + stats.json"),
+    ("info", data.register_info, "print a summary table of HDF5 demo files or an ingest directory"),
+    ("train", train.register_train, "train one multi-task policy by behavior cloning"),
+    ("eval", eval_cmd.register_eval, "evaluate a checkpoint by parallel rollouts; report, plot and videos"),
+    ("quickstart", quickstart.register_quickstart, "collect, train and evaluate a small suite end to end"),
+]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtil", formatter_class=HelpFormatter,
+        description="mtil: multi-task imitation learning for robot manipulation.\n"
+                    "Exit codes: 0 ok, 2 bad input (message names what and where), 1 internal error.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, register, help_text in SUBCOMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
+        register(sub, help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("DISPLAY") is None:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering on CPU (Mesa llvmpipe)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    known = {name for name, _, _ in SUBCOMMANDS}
+    parser = build_parser(command if command in known else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if not argv or command is None else 2
+    return run_guarded(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
