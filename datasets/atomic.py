@@ -1,29 +1,80 @@
-"""Atomic file writes: a temp file in the target's folder, fsync, then one rename. Readers see the old
-file or the new one, never half of one; an exception or Ctrl-C leaves the old file untouched."""
+"""Atomic file writes: a temp file (or folder) in the target's folder, fsync, then one rename. Readers see
+the old file or the new one, never half of one; an exception or Ctrl-C leaves the old file untouched and
+no temp file behind.
+
+    with atomic_path("out/demos.hdf5") as tmp:     # every temp-then-rename write goes through this
+        h5py.File(tmp, "w") ...                    # write tmp; on success it replaces out/demos.hdf5
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 
-def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Call ``write(f)`` on a temp file beside ``path``, fsync it and rename it over ``path``."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=d)
+class AtomicPath:
+    """A temp path beside ``path`` (same folder, so the rename is atomic; same extension, so tools that
+    pick a format by extension still work). ``commit()`` fsyncs it and renames it onto ``path``;
+    ``discard()`` removes it (a no-op after a commit). ``directory=True`` makes a temp folder instead (it
+    may replace ``path`` only if that is missing or an empty folder)."""
+
+    def __init__(self, path: str, directory: bool = False):
+        self.path = os.path.abspath(path)
+        folder, base = os.path.split(self.path)
+        if directory:
+            self.tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=folder)
+        else:
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=os.path.splitext(base)[1], dir=folder)
+            os.close(fd)
+        os.chmod(self.tmp, (0o777 if directory else 0o666) & ~_umask())  # as open()/mkdir would make it
+        self.done = False
+
+    def commit(self) -> None:
+        files = ([os.path.join(self.tmp, n) for n in os.listdir(self.tmp)] if os.path.isdir(self.tmp)
+                 else [self.tmp])
+        for name in files:
+            if os.path.isfile(name):
+                with open(name, "rb+") as f:
+                    os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        self.done = True
+
+    def discard(self) -> None:
+        if not self.done and os.path.lexists(self.tmp):
+            if os.path.isdir(self.tmp):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                os.unlink(self.tmp)
+        self.done = True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str, directory: bool = False) -> Iterator[str]:
+    """Yield a temp path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``, on any
+    error (Ctrl-C included) remove it and re-raise."""
+    target = AtomicPath(path, directory)
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        yield target.tmp
+        target.commit()
+    finally:
+        target.discard()
+
+
+def atomic_write(path: str, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call ``write(f)`` on a temp file beside ``path``, then move it onto ``path`` (``atomic_path``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb" if binary else "w") as f:
+        write(f)
 
 
 def write_json_atomic(path: str, obj) -> None:

@@ -6,13 +6,11 @@ Nothing is written unless every input validates, and source files are only ever 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from mtil.datasets.atomic import write_json_atomic
+from mtil.datasets.atomic import atomic_path, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
 from mtil.datasets.manifest import build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
@@ -27,7 +25,8 @@ class IngestConfig:
     out: str
     """Output directory; created, or must be empty unless --overwrite."""
     instruction: list[str] = field(default_factory=list)
-    """Instruction for files without language: one for all files, or one per file in order."""
+    """Instruction for files without language (repeat the option or give several): one for all files, or one
+    per file in order."""
     valid_fraction: float = 0.1
     """Share of each task's demos held out as `valid` when a file has no train/valid mask."""
     seed: int = 0
@@ -57,22 +56,15 @@ def ingest(cfg: IngestConfig) -> dict:
                                          progress=bar)
         n_demos = len(manifest["demos"])
 
-    # Everything validated: only now touch the file system, via a temp dir renamed into place.
-    tmp = tempfile.mkdtemp(prefix=".ingest-", dir=parent)
-    try:
-        write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
-        write_json_atomic(os.path.join(tmp, "stats.json"), stats)
-        if not os.path.exists(out) or not os.listdir(out):
-            if os.path.isdir(out):
-                os.rmdir(out)
-            os.rename(tmp, out)
-        else:
-            for name in ("manifest.json", "stats.json"):
-                os.replace(os.path.join(tmp, name), os.path.join(out, name))
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # Everything validated: only now touch the file system. A new (or empty) --out is a temp folder renamed
+    # into place; with --overwrite, each file of an existing --out is replaced atomically.
+    if not os.path.isdir(out) or not os.listdir(out):
+        with atomic_path(out, directory=True) as tmp:
+            write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
+            write_json_atomic(os.path.join(tmp, "stats.json"), stats)
+    else:
+        write_json_atomic(os.path.join(out, "manifest.json"), manifest)
+        write_json_atomic(os.path.join(out, "stats.json"), stats)
     print(f"ingested {len(manifest['files'])} file(s), {len(manifest['tasks'])} task(s), {n_demos} demos "
           f"({manifest['split']['train']} train / {manifest['split']['valid']} valid) -> {cfg.out}")
     return manifest

@@ -53,6 +53,18 @@ class WindowedDataset(torch.utils.data.Dataset):
     def __init__(self, manifest: dict, split: str | tuple[str, ...] | None = "train", obs_keys: list[str] | None = None,
                  obs_horizon: int = 1, action_horizon: int = 1, image_mode: str = "auto",
                  ram_budget: int | None = None, goal: GoalSampling | None = None):
+        """Samples of every step of the demos in ``split``.
+
+        Args:
+            manifest: from ``mtil.datasets.manifest`` (``build_manifest``/``manifest_from_inputs``).
+            split: a split name (``train``, ``valid``, ``failed``), a tuple of them, or None for every demo.
+            obs_keys: observation keys to load (default: all); images are the keys the manifest marks so.
+            obs_horizon: frames per sample, t-To+1 .. t (edge-padded at the demo's start).
+            action_horizon: actions per sample, t .. t+H-1 (edge-padded at the demo's end).
+            image_mode: auto | mmap | ram | h5py (see the module doc).
+            ram_budget: bytes ``auto`` may give the ``ram`` mode (default: half of the available memory).
+            goal: hindsight goal sampling (adds ``goal``, ``goal_step``, ``failed`` to every sample).
+        """
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"obs_horizon and action_horizon must be >= 1, got {obs_horizon}, {action_horizon}")
         if image_mode not in ("auto", "mmap", "ram", "h5py"):
@@ -177,7 +189,7 @@ class WindowedDataset(torch.utils.data.Dataset):
         if self._pid != os.getpid():  # first use in this (worker) process: never reuse a forked handle
             self._pid, self._handles, self._maps = os.getpid(), {}, {}
 
-    def _frames(self, i: int, key: str, ts: np.ndarray) -> np.ndarray:
+    def frames(self, i: int, key: str, ts: np.ndarray) -> np.ndarray:
         """Frames ``ts`` (demo-relative, ascending) of demo ``i`` for image ``key``: (len(ts), H, W, 3)."""
         d = self.demos[i]
         if self.image_mode == "ram":  # flipped upright when cached
@@ -207,7 +219,7 @@ class WindowedDataset(torch.utils.data.Dataset):
             out[...] = self.ram[key][self.starts[demo][:, None] + steps]
             return out
         for b in range(B):
-            out[b] = self._frames(int(demo[b]), key, steps[b])
+            out[b] = self.frames(int(demo[b]), key, steps[b])
         return out
 
     def __getitem__(self, key) -> dict:

@@ -34,7 +34,51 @@ from mtil.datasets.errors import UserError
 from mtil.encoders.backbones import SmallCNN
 from mtil.encoders.video import VideoEncoder
 
-KINDS = ("language", "video", "onehot", "goal_image", "mixed")
+
+@dataclass(frozen=True)
+class ConditioningKind:
+    """What one conditioning kind feeds the policy: the one place that says which kinds use what."""
+
+    name: str
+    uses_language: bool
+    """a language embedding is projected into z (instructions are embedded by the language encoder)"""
+    uses_goal_image: bool
+    """goal images go through a small CNN (training draws hindsight goals)"""
+    uses_video: bool
+    """demo clips go through the video encoder (training draws a clip per task)"""
+
+    @property
+    def takes_instruction(self) -> bool:
+        """An instruction (text) can name the task at evaluation: language kinds, and onehot by lookup."""
+        return self.uses_language or self.name == "onehot"
+
+    @property
+    def needs_instructions(self) -> bool:
+        """The data must say each demo's task in words; goal-image-only training does without."""
+        return self.uses_language or not self.uses_goal_image
+
+    @property
+    def default_condition(self) -> str:
+        """How the task is given at evaluation unless told otherwise: as trained, language for mixed."""
+        return "language" if self.uses_language and self.uses_goal_image else self.name
+
+
+_KIND_LIST = (
+    ConditioningKind("language", uses_language=True, uses_goal_image=False, uses_video=False),
+    ConditioningKind("video", uses_language=True, uses_goal_image=False, uses_video=True),
+    ConditioningKind("onehot", uses_language=False, uses_goal_image=False, uses_video=False),
+    ConditioningKind("goal_image", uses_language=False, uses_goal_image=True, uses_video=False),
+    ConditioningKind("mixed", uses_language=True, uses_goal_image=True, uses_video=False),
+)
+KINDS = tuple(k.name for k in _KIND_LIST)
+
+
+def conditioning_kind(name: str, what: str = "conditioning kind") -> ConditioningKind:
+    """The kind called ``name``; a UserError naming ``what`` (e.g. ``--conditioning``) if there is none."""
+    for k in _KIND_LIST:
+        if k.name == name:
+            return k
+    raise UserError(f"{what} {name!r} is unknown: choose one of {', '.join(KINDS)}")
 
 
 @dataclass
@@ -42,7 +86,7 @@ class ConditioningConfig:
     """How the task is given to the policy. Saved (as a dict) inside every checkpoint."""
 
     kind: str = "language"
-    """task conditioning: language | video | onehot (baseline) | goal_image"""
+    """task conditioning: language | video | onehot (baseline) | goal_image | mixed (language or goal image)"""
     out_dim: int = 128
     """size of the task vector z fed to the policy's FiLM layers (same for every kind)"""
     lang_dim: int = 384
@@ -59,8 +103,7 @@ class ConditioningConfig:
     """mixed: share of training samples conditioned on the goal image instead of the instruction"""
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise UserError(f"conditioning kind {self.kind!r} is unknown: choose one of {', '.join(KINDS)}")
+        conditioning_kind(self.kind)  # raises on an unknown kind
         for name in ("out_dim", "lang_dim", "video_frames", "video_frame_dim"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise UserError(f"conditioning {name} must be a positive integer, got {getattr(self, name)!r}")
@@ -72,6 +115,23 @@ class ConditioningConfig:
             raise UserError(f"conditioning goal_prob must be in [0, 1], got {self.goal_prob!r}")
         if self.kind == "onehot" and (not isinstance(self.num_tasks, int) or self.num_tasks < 1):
             raise UserError(f"conditioning kind onehot needs num_tasks >= 1, got {self.num_tasks!r}")
+
+    @property
+    def spec(self) -> ConditioningKind:
+        """What this kind uses (language, goal images, video)."""
+        return conditioning_kind(self.kind)
+
+    @property
+    def uses_language(self) -> bool:
+        return self.spec.uses_language
+
+    @property
+    def uses_goal_image(self) -> bool:
+        return self.spec.uses_goal_image
+
+    @property
+    def uses_video(self) -> bool:
+        return self.spec.uses_video
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for checkpoints); ``ConditioningConfig(**d)`` rebuilds it."""
@@ -99,13 +159,11 @@ class TaskConditioner(nn.Module):
         self.cfg = cfg
         self.kind = cfg.kind
         self.out_dim = cfg.out_dim
-        if cfg.kind not in KINDS:  # unreachable after ConditioningConfig validation; kept as a guard
-            raise UserError(f"conditioning kind {cfg.kind!r} is unknown")
-        if cfg.kind in ("language", "video", "mixed"):
+        if cfg.uses_language:
             self.proj = _mlp(cfg.lang_dim, cfg.out_dim)
-        if cfg.kind in ("goal_image", "mixed"):
+        if cfg.uses_goal_image:
             self.backbone = SmallCNN(cond_dim=0, out_dim=cfg.out_dim)
-        if cfg.kind == "video":
+        if cfg.uses_video:
             self.video = VideoEncoder(
                 out_dim=cfg.lang_dim,
                 frame_dim=cfg.video_frame_dim,
@@ -119,10 +177,7 @@ class TaskConditioner(nn.Module):
         """language (B, lang_dim) float | video (B, T, 3, H, W) uint8 | onehot (B,) int64 |
         goal_image (B, 3, H, W) uint8 | mixed: either a language embedding or a goal image
         ->  (B, out_dim) float."""
-        if self.kind == "language" or (self.kind == "mixed" and isinstance(task_input, Tensor)
-                                       and task_input.is_floating_point()):
-            return self.project(task_input)
-        if self.kind == "video":
+        if self.cfg.uses_video:
             return self.proj(self.video(task_input))
         if self.kind == "onehot":
             ids = task_input
@@ -135,17 +190,20 @@ class TaskConditioner(nn.Module):
                     f"{int(ids.min())}..{int(ids.max())}"
                 )
             return self.table(ids)
+        is_embedding = isinstance(task_input, Tensor) and task_input.is_floating_point()
+        if self.cfg.uses_language and (not self.cfg.uses_goal_image or is_embedding):
+            return self.project(task_input)  # language, or mixed given a language embedding
         return self.backbone(task_input)  # goal_image / mixed: the backbone checks (B, 3, H, W) uint8
 
     def embed_video(self, clip: Tensor) -> Tensor:
         """(B, T, 3, H, W) uint8 -> (B, lang_dim) unit-norm video embedding (video kind only)."""
-        if self.kind != "video":
+        if not self.cfg.uses_video:
             raise UserError(f"embed_video needs a video conditioner, this one is {self.kind!r}")
         return self.video(clip)
 
     def project(self, emb: Tensor) -> Tensor:
         """(B, lang_dim) language or video embedding -> (B, out_dim) (language, video and mixed kinds)."""
-        if self.kind not in ("language", "video", "mixed"):
+        if not self.cfg.uses_language:
             raise UserError(f"project needs a language, video or mixed conditioner, this one is {self.kind!r}")
         if (
             not isinstance(emb, Tensor)
@@ -168,4 +226,11 @@ def make_conditioner(cfg: ConditioningConfig | dict[str, Any]) -> TaskConditione
     return TaskConditioner(cfg)
 
 
-__all__ = ["KINDS", "ConditioningConfig", "TaskConditioner", "make_conditioner"]
+__all__ = [
+    "KINDS",
+    "ConditioningConfig",
+    "ConditioningKind",
+    "TaskConditioner",
+    "conditioning_kind",
+    "make_conditioner",
+]

@@ -143,23 +143,29 @@ def sample_clip(frames: Any, num_frames: int, rng: np.random.Generator | None = 
 
 
 def pick_other_demo(
-    task_demos: Sequence[DemoT], exclude: DemoT | None, rng: np.random.Generator, allow_same: bool = False
+    task_demos: Sequence[DemoT],
+    exclude: DemoT | set[DemoT] | frozenset[DemoT] | None,
+    rng: np.random.Generator,
+    allow_same: bool = False,
 ) -> DemoT:
-    """Pick uniformly a demo of the same task other than ``exclude`` (the demo being imitated).
+    """Pick uniformly a demo of the same task other than ``exclude`` (the demo, or set of demos, being
+    imitated).
 
-    ``task_demos``: the demos (names, indices, ...) of one task. If ``exclude`` is the only demo the task
-    has, a UserError explains that video conditioning needs two demos per task, unless ``allow_same``.
+    ``task_demos``: the demos (names, indices, ...) of one task. If every demo of the task is excluded, a
+    UserError explains that video conditioning needs two demos per task, unless ``allow_same``: then the
+    pick is uniform over all of the task's demos.
     """
     if len(task_demos) == 0:
         raise UserError("pick_other_demo: the task has no demos")
-    others = [d for d in task_demos if d != exclude]
+    excluded = exclude if isinstance(exclude, (set, frozenset)) else {exclude}
+    others = [d for d in task_demos if d not in excluded]
     if not others:
-        if allow_same:
-            return task_demos[0]
-        raise UserError(
-            f"video conditioning needs at least 2 demos per task (the clip comes from a different demo "
-            f"than the one imitated); this task has only {exclude!r}"
-        )
+        if not allow_same:
+            raise UserError(
+                f"video conditioning needs at least 2 demos per task (the clip comes from a different demo "
+                f"than the one imitated); this task has only {exclude!r}"
+            )
+        others = list(task_demos)
     return others[int(rng.integers(len(others)))]
 
 

@@ -10,6 +10,7 @@ import platform
 import numpy as np
 
 from mtil.datasets.atomic import atomic_write, write_json_atomic
+from mtil.pipeline.mp4 import write_mp4
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -112,7 +113,6 @@ def write_video(path: str, frames: list[np.ndarray], instruction: str, res: dict
     """mp4 of the episode, the instruction on top of every frame, the outcome at the bottom; the last
     frame is held for one second so the outcome is readable. ``goal`` (H, W, 3): the goal image the
     policy was given, drawn as an inset in the top-right corner with a white border."""
-    import imageio.v2 as imageio
     from PIL import Image, ImageDraw
 
     outcome = "ERROR" if res.get("error") else ("SUCCESS" if res["success"] else "FAILURE")
@@ -136,7 +136,4 @@ def write_video(path: str, frames: list[np.ndarray], instruction: str, res: dict
         d.rectangle([0, h - 13, w, h], fill=(0, 0, 0))
         d.text((3, h - 12), f"step {t + 1}" + (f"  {outcome}" if last else ""), fill=color if last else (200, 200, 200))
         out.append(np.asarray(img))
-    out += [out[-1]] * fps
-    tmp = path + ".tmp.mp4"
-    imageio.mimwrite(tmp, out, fps=fps, macro_block_size=1)
-    os.replace(tmp, path)
+    write_mp4(path, out + [out[-1]] * fps, fps)

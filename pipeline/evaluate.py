@@ -25,10 +25,14 @@ import queue
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtil.datasets.errors import UserError
+
+if TYPE_CHECKING:
+    from mtil.pipeline.checkpoint import Checkpoint
 
 
 @dataclass
@@ -98,18 +102,19 @@ class Row:
     task_input: object = None  # str instruction, {"video": clip} or goal image (H, W, 3)
 
 
-def plan_rows(cfg: EvalConfig, ckpt: dict) -> tuple[list[Row], dict]:
+def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     """Rows to evaluate and the env_args to build environments from."""
-    env_args = ckpt.get("env_args")
+    env_args = ckpt.env_args
     if not env_args or "env_name" not in env_args:
         raise UserError(f"{cfg.checkpoint}: the training data recorded no env_args: cannot rebuild the environment")
-    kind = ckpt["policy_config"]["conditioning"]["kind"]
-    condition = ("language" if kind == "mixed" else kind) if cfg.condition == "auto" else cfg.condition
-    if condition == "language" and kind not in ("language", "video", "onehot", "mixed"):
+    spec = ckpt.policy_config.conditioning_config.spec
+    kind = spec.name
+    condition = spec.default_condition if cfg.condition == "auto" else cfg.condition
+    if condition == "language" and not spec.takes_instruction:
         raise UserError(f"this checkpoint is {kind}-conditioned: use --condition {kind}")
-    if condition == "goal_image" and kind not in ("goal_image", "mixed"):
+    if condition == "goal_image" and not spec.uses_goal_image:
         raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take a goal image")
-    trained = list(ckpt["tasks"])
+    trained = list(ckpt.tasks)
     from mtil.pipeline.sim.envs import SUITE_ENV_NAME
 
     rows: list[Row] = []
@@ -231,20 +236,24 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
                                        "seconds": time.perf_counter() - t0}, frames, None))
 
 
-def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
+def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | None = None) -> dict:
     """Run the evaluation and write eval.json, report.md, success.png and videos; returns the results.
 
     ``on_episode_start(job_id, worker_pid)``: optional hook, called in this process when a worker starts
     an episode (progress displays, or tests that kill a worker mid-episode).
+    ``checkpoint``: evaluate this in-memory checkpoint (periodic rollouts during training) instead of the
+    file ``cfg.checkpoint``, which then only labels the report. Workers get its weights as a state dict.
     """
     from tqdm import tqdm
 
     from mtil.pipeline.checkpoint import load_checkpoint
     from mtil.pipeline.eval_report import write_outputs, write_video
 
-    ckpt = load_checkpoint(cfg.checkpoint)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(cfg.checkpoint)
+    # what a worker rebuilds the policy from: the file, or the weights themselves (spawned processes)
+    policy_source = cfg.checkpoint if checkpoint is None else checkpoint.for_inference(not cfg.raw_weights)
     rows, env_args = plan_rows(cfg, ckpt)
-    if ckpt["policy_config"]["conditioning"]["kind"] in ("language", "video", "mixed"):
+    if ckpt.policy_config.conditioning_config.uses_language:
         # Embed every instruction here, once: workers then never load the language model.
         texts = [r.task_input for r in rows if isinstance(r.task_input, str)]
         if texts:
@@ -267,7 +276,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
     workers: dict[int, mp.Process] = {}
 
     def start_worker():
-        p = ctx.Process(target=_worker, args=(cfg.checkpoint, not cfg.raw_weights, env_args, rows, cfg.max_steps,
+        p = ctx.Process(target=_worker, args=(policy_source, not cfg.raw_weights, env_args, rows, cfg.max_steps,
                                               cfg.video_size, jobs, results), daemon=True)
         p.start()
         workers[p.pid] = p
@@ -337,8 +346,9 @@ def evaluate(cfg: EvalConfig, on_episode_start=None) -> dict:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
-    meta = {"checkpoint": os.path.abspath(cfg.checkpoint), "checkpoint_sha256": file_sha256(cfg.checkpoint),
-            "step": ckpt.get("step"), "seconds": time.time() - t0, "complete": complete,
+    meta = {"checkpoint": os.path.abspath(cfg.checkpoint) if checkpoint is None else cfg.checkpoint,
+            "checkpoint_sha256": file_sha256(cfg.checkpoint) if checkpoint is None else "(in memory)",
+            "step": ckpt.step, "seconds": time.time() - t0, "complete": complete,
             "config": {k: v for k, v in vars(cfg).items()}, "env_name": env_args["env_name"]}
     return write_outputs(out, rows, episodes, n, meta)
 

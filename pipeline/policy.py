@@ -27,14 +27,59 @@ from torch import Tensor, nn
 
 from mtil.datasets.errors import UserError
 from mtil.encoders.backbones import make_backbone, random_shift
-from mtil.encoders.conditioning import make_conditioner
+from mtil.encoders.conditioning import ConditioningConfig, make_conditioner
 from mtil.encoders.video import cosine_alignment_loss
 from mtil.pipeline.normalizer import Normalizer
 
 
+@dataclass(kw_only=True)
+class PolicyOptions:
+    """The policy's architecture and rollout choices a user makes (`mtil train` exposes every one); the
+    rest of ``PolicyConfig`` comes from the data."""
+
+    obs_horizon: int = 1
+    """observation frames the policy sees (t-To+1 .. t); each extra frame costs a full CNN pass per camera"""
+    action_horizon: int = 8
+    """actions predicted per chunk (t .. t+H-1)"""
+    exec_steps: int = 4
+    """actions executed per chunk at rollout before re-planning (without temporal ensembling)"""
+    temporal_ensemble: bool = False
+    """at rollout, re-plan every step and average the overlapping chunks' actions for this step (ACT-style)"""
+    ensemble_decay: float = 0.1
+    """temporal ensembling: weight exp(-decay * i) of the i-th oldest chunk still covering this step"""
+    backbone: str = "small_cnn"
+    """small_cnn (CPU) | resnet18 (GPU)"""
+    feature_dim: int = 64
+    """image features per camera and frame (the backbone's output size)"""
+    hidden_dim: int = 256
+    """width of the two-layer MLP trunk"""
+    head: str = "l1"
+    """l1 (regression of the action chunk) | gmm (Gaussian mixture over chunks)"""
+    gmm_modes: int = 5
+    """gmm head: mixture components"""
+    shift_pad: int = 4
+    """random-shift augmentation in pixels (training only); 0 disables"""
+    align_weight: float = 1.0
+    """video conditioning: weight of the cosine loss aligning clip and language embeddings"""
+
+    def __post_init__(self) -> None:
+        if self.head not in ("l1", "gmm"):
+            raise UserError(f"head must be 'l1' or 'gmm', got {self.head!r}")
+        if self.obs_horizon < 1 or self.action_horizon < 1:
+            raise UserError("obs_horizon and action_horizon must be >= 1")
+        if not 1 <= self.exec_steps <= self.action_horizon:
+            raise UserError(f"exec_steps must be in [1, action_horizon={self.action_horizon}], got {self.exec_steps}")
+        if self.feature_dim < 1 or self.hidden_dim < 1 or self.gmm_modes < 1 or self.shift_pad < 0:
+            raise UserError("feature_dim, hidden_dim and gmm_modes must be >= 1, shift_pad >= 0")
+
+    def options(self) -> dict:
+        """Just the PolicyOptions fields of this object (also of a subclass such as TrainConfig)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(PolicyOptions)}
+
+
 @dataclass
-class PolicyConfig:
-    """Architecture of the policy; saved as a dict in every checkpoint."""
+class PolicyConfig(PolicyOptions):
+    """Architecture of the policy; saved as a dict in every checkpoint. Build it with ``from_manifest``."""
 
     image_keys: list[str]
     """camera observation keys, e.g. agentview_image, robot0_eye_in_hand_image"""
@@ -45,35 +90,47 @@ class PolicyConfig:
     image_size: list[int]
     """(H, W) of the camera images"""
     action_dim: int
+    """size of one action"""
     conditioning: dict
     """ConditioningConfig as a dict (kind, out_dim, ...)"""
-    obs_horizon: int = 2
-    action_horizon: int = 8
-    exec_steps: int = 4
-    """actions executed from each predicted chunk before re-planning (without temporal ensembling)"""
-    temporal_ensemble: bool = False
-    ensemble_decay: float = 0.1
-    backbone: str = "small_cnn"
-    feature_dim: int = 64
-    hidden_dim: int = 256
-    head: str = "l1"
-    gmm_modes: int = 5
-    shift_pad: int = 4
-    """random-shift augmentation in pixels (training only); 0 disables"""
-    align_weight: float = 1.0
-    """weight of the video/language cosine alignment loss (video conditioning)"""
     tasks: list[str] = field(default_factory=list)
     """task vocabulary: instruction of each task id"""
 
     def __post_init__(self) -> None:
-        if self.head not in ("l1", "gmm"):
-            raise UserError(f"head must be 'l1' or 'gmm', got {self.head!r}")
-        if not 1 <= self.exec_steps <= self.action_horizon:
-            raise UserError(f"exec_steps must be in [1, action_horizon={self.action_horizon}], got {self.exec_steps}")
-        if self.obs_horizon < 1 or self.action_horizon < 1:
-            raise UserError("obs_horizon and action_horizon must be >= 1")
+        super().__post_init__()
         if not self.image_keys:
             raise UserError("the policy needs at least one camera (an *_image observation key)")
+
+    @classmethod
+    def from_manifest(cls, manifest: dict, options: PolicyOptions, conditioning: ConditioningConfig,
+                      image_keys: list[str] | None = None, lowdim_keys: list[str] | None = None) -> PolicyConfig:
+        """The policy for a dataset: its cameras (default: every image key), proprioception (default: keys
+        naming eef, gripper or joint), image size, action size and task vocabulary, with ``options``."""
+        obs = manifest["obs"]
+        image_keys = list(image_keys or [k for k, v in obs.items() if v["image"]])
+        lowdim_keys = list(lowdim_keys or [k for k, v in obs.items() if not v["image"]
+                                           and any(s in k for s in ("eef", "gripper", "joint"))])
+        for k in image_keys + lowdim_keys:
+            if k not in obs:
+                raise UserError(f"observation key {k!r} is not in the data (have: {', '.join(obs)})")
+        return cls(image_keys=image_keys, lowdim_keys=lowdim_keys,
+                   lowdim_dims=[int(np.prod(obs[k]["shape"])) for k in lowdim_keys],
+                   image_size=list(obs[image_keys[0]]["shape"][:2]) if image_keys else [],
+                   action_dim=manifest["action_dim"], conditioning=conditioning.to_dict(),
+                   tasks=[t["instruction"] for t in manifest["tasks"]], **options.options())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PolicyConfig:
+        """The inverse of ``dataclasses.asdict`` (a checkpoint's ``policy_config``); unknown fields raise."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"policy config has unknown field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @property
+    def conditioning_config(self) -> ConditioningConfig:
+        return ConditioningConfig(**self.conditioning)
 
 
 class MultiTaskPolicy(nn.Module):
@@ -204,7 +261,7 @@ class MultiTaskPolicy(nn.Module):
         if isinstance(task, dict) and "video" in task:
             clip = torch.as_tensor(np.asarray(task["video"]), device=dev)
             clip = clip.unsqueeze(0) if clip.dim() == 4 else clip
-            if self.kind != "video":
+            if not self.cond.cfg.uses_video:
                 raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a demo video")
             return self.cond(clip.permute(0, 1, 4, 2, 3).expand(batch_size, -1, -1, -1, -1))
         if isinstance(task, (str, list)):
@@ -214,7 +271,7 @@ class MultiTaskPolicy(nn.Module):
                 if unknown:
                     raise UserError(f"one-hot policy: {unknown[0]!r} is not a trained task instruction")
                 return self.cond(torch.tensor([self.cfg.tasks.index(t) for t in texts], device=dev))
-            if self.kind not in ("language", "video", "mixed"):
+            if not self.cond.cfg.uses_language:
                 raise UserError(f"this policy is {self.kind}-conditioned; it cannot take an instruction")
             return self.cond.project(self.embed_texts(texts).to(dev))
         if isinstance(task, int):
@@ -224,7 +281,7 @@ class MultiTaskPolicy(nn.Module):
         t = torch.as_tensor(np.asarray(task) if not isinstance(task, Tensor) else task, device=dev)
         if t.dtype == torch.uint8:  # goal image(s)
             t = t.unsqueeze(0) if t.dim() == 3 else t
-            if self.kind not in ("goal_image", "mixed"):
+            if not self.cond.cfg.uses_goal_image:
                 raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a goal image")
             return self.cond(t.permute(0, 3, 1, 2).expand(batch_size, -1, -1, -1))
         return self.cond.project(t.float().reshape(-1, t.shape[-1]).expand(batch_size, -1))
@@ -273,8 +330,5 @@ class MultiTaskPolicy(nn.Module):
 
 
 def policy_config_from_dict(d: dict) -> PolicyConfig:
-    names = {f.name for f in dataclasses.fields(PolicyConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise UserError(f"policy config has unknown field(s): {', '.join(unknown)}")
-    return PolicyConfig(**d)
+    """Kept for callers of the old name: ``PolicyConfig.from_dict``."""
+    return PolicyConfig.from_dict(d)

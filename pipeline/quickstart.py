@@ -88,4 +88,4 @@ def _checkpoint_step(path: str) -> int | None:
         return None
     from mtil.pipeline.checkpoint import load_checkpoint
 
-    return int(load_checkpoint(path)["step"])
+    return load_checkpoint(path).step

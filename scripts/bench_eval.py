@@ -36,13 +36,13 @@ def main() -> None:
     row = rows[0]
 
     print(f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores; checkpoint {args.checkpoint} "
-          f"(step {ckpt['step']}), task {row.task}, {args.max_steps} steps per episode")
+          f"(step {ckpt.step}), task {row.task}, {args.max_steps} steps per episode")
     torch.set_num_threads(1)
     from mtil.pipeline.sim.envs import make_env
 
     env = make_env(env_args, task=row.task)
     policy, _ = load_policy(args.checkpoint)
-    if isinstance(row.task_input, str) and ckpt["policy_config"]["conditioning"]["kind"] in ("language", "video"):
+    if isinstance(row.task_input, str) and ckpt.policy_config.conditioning_config.uses_language:
         row.task_input = policy.embed_texts([row.task_input])[0].numpy()
     obs = env.reset(seed=0)
     t_env = t_pol = 0.0

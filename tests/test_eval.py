@@ -118,7 +118,7 @@ def test_crashing_worker_is_an_error_row(trained, tmp_path):
 def test_simulator_exception_is_an_error_row(trained, tmp_path, monkeypatch):
     """An exception inside an episode (here: a task input the policy cannot use) is an error entry."""
     monkeypatch.setattr(ev, "plan_rows", lambda cfg, ckpt: ([Row("lift_red", "train instruction", "lift the red cube",
-                                                                 np.array([object()]))], ckpt["env_args"]))
+                                                                 np.array([object()]))], ckpt.env_args))
     res = ev.evaluate(EvalConfig(trained, str(tmp_path / "d"), episodes_per_task=2, workers=1, max_steps=5,
                                  video_episodes=0))
     row = res["rows"][0]

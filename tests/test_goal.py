@@ -130,7 +130,7 @@ def test_goal_training_needs_no_language(tmp_path, capsys):
     assert "has no language instruction" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "goal"), "--conditioning", "goal_image"]) == 0
     _, ckpt = load_policy(str(tmp_path / "goal" / "last.pt"))
-    assert ckpt["tasks"] == ["(no instruction)"]
+    assert ckpt.tasks == ["(no instruction)"]
 
 
 def test_select_demos_caps_and_renumbers(tmp_path):

@@ -51,7 +51,7 @@ def test_train_cli_end_to_end(tmp_path, data):
     assert os.listdir(out / "tb") and "train" in r.stderr  # progress bar and TensorBoard events
     # a checkpoint alone runs predict_action, with a trained and an unseen (paraphrased) instruction
     policy, ckpt = load_policy(str(out / "last.pt"))
-    assert ckpt["step"] == 12
+    assert ckpt.step == 12
     obs = {"agentview_image": np.zeros((16, 16, 3), np.uint8), "robot0_eye_in_hand_image": np.zeros((16, 16, 3),
            np.uint8), "robot0_eef_pos": np.zeros(3, np.float32), "robot0_gripper_qpos": np.zeros(2, np.float32)}
     a = policy.predict_action(obs, "open the drawer")

@@ -1,5 +1,7 @@
 """argparse options from a config dataclass (CleanRL style): one option per field, its help text the
-field's docstring, its default the field's default. ``--flag`` for bools, repeatable options for lists."""
+field's docstring (the string literal after it), its default the field's default. ``--flag`` for bools,
+options taking one or more values (repeatable) for lists. Every command's options come from its config
+dataclass this way, so the dataclass is the one place an option is defined and documented."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
+import types
 import typing
 
 from mtil.datasets.errors import DataError, UserError
@@ -18,29 +21,45 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def field_docs(cls) -> dict[str, str]:
-    """The string literal right after each annotated field in the class body."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
+    """The string literal right after each annotated field in the class body (and in its dataclass bases),
+    whitespace collapsed."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+def _fields(cls) -> list[dataclasses.Field]:
+    """The init fields, those declared by ``cls`` itself first (a config's own options lead its --help),
+    then the inherited ones."""
+    own = set(cls.__dict__.get("__annotations__", {}))
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    return [f for f in fields if f.name in own] + [f for f in fields if f.name not in own]
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, positional: tuple[str, ...] = (),
                        required: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> None:
+    """One argument per init field of the dataclass ``cls``: ``positional`` ones by name, the rest as
+    ``--field-name`` with the field's default. Bools are flags (``--x``; ``--no-x`` when the default is
+    True); lists take one or more values and the option may be repeated; ``T | None`` takes a T."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    for f in _fields(cls):
         if f.name in skip:
             continue
         tp = hints[f.name]
-        help_text = docs.get(f.name, "")
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[T]: parse a T
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        help_text = docs.get(f.name, "").replace("%", "%%")  # argparse formats help strings with %
         is_list = typing.get_origin(tp) is list
         if f.name in positional:
-            parser.add_argument(f.name, nargs="+" if is_list else None, help=help_text)
+            parser.add_argument(f.name, nargs="+" if is_list else None, help=help_text, metavar=f.name.upper())
             continue
         opt = "--" + f.name.replace("_", "-")
         kw: dict = {"dest": f.name, "help": help_text}
@@ -50,17 +69,20 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, positional: tuple[s
             kw["default"] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             kw["default"] = f.default_factory()
-        if tp is bool:
+        if tp is bool and kw.get("default") is True:
+            parser.add_argument("--no-" + f.name.replace("_", "-"), action="store_false", **kw)
+        elif tp is bool:
             parser.add_argument(opt, action="store_true", **kw)
         elif is_list:
             item = typing.get_args(tp)[0]
-            parser.add_argument(opt, nargs="+", type=item, metavar=f.name.upper(), **kw)
+            action = "store" if kw.get("default") else "extend"  # extending a non-empty default would keep it
+            parser.add_argument(opt, nargs="+", action=action, type=item, metavar=f.name.upper(), **kw)
         else:
             parser.add_argument(opt, type=tp, metavar=f.name.upper(), **kw)
 
 
 def dataclass_from_args(cls, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)})
 
 
 def run_guarded(func, args) -> int:

@@ -14,10 +14,10 @@ How it works
 - Worker processes (``spawn``) build one env per scene once and reuse it (``hard_reset=False``, reset
   ~0.1 s). Each worker has its own job queue, so when a worker dies its episode is known and re-queued
   on another worker (up to 3 tries, then counted as an error).
-- The main process writes each episode as it arrives into ``.<name>.tmp-<pid>`` beside ``out`` and, when
-  all are in, renames the groups to ``demo_0..`` in (task, index) order, writes masks and attrs, fsyncs
-  and ``os.replace``s it onto ``out``. Any exception or Ctrl-C removes the temp file: ``out`` is either
-  complete or untouched.
+- The main process writes each episode as it arrives into a temp file beside ``out``
+  (``mtil.datasets.atomic.AtomicPath``) and, when all are in, renames the groups to ``demo_0..`` in
+  (task, index) order, writes masks and attrs, fsyncs and ``os.replace``s it onto ``out``. Any exception
+  or Ctrl-C removes the temp file: ``out`` is either complete or untouched.
 
 File layout: DESIGN.md section 3; per demo attrs ``num_samples``, ``language_instruction``, ``mtil_task``,
 ``seed``, ``model_file`` (unprocessed MJCF); datasets ``actions`` (T, 7) float64, ``states`` (T, 58|...)
@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mtil.datasets.atomic import AtomicPath
 from mtil.datasets.errors import UserError
 
 
@@ -51,23 +52,41 @@ def episode_seed(seed: int, task: str, index: int) -> int:
 class CollectConfig:
     """Collect scripted-expert demonstrations of simulated language tasks into one HDF5 file."""
 
-    tasks: str = "all"  # "all" (training tasks), "held_out", "everything", or comma-separated task names
-    demos_per_task: int = 10  # successful demos kept per task
-    out: str = "demos.hdf5"  # output HDF5 file (written atomically)
-    workers: int = 2  # parallel simulator processes
-    seed: int = 0  # run seed; episode seeds derive from (seed, task, episode index)
-    image_size: int = 84  # camera height = width in pixels
-    next_obs: bool = False  # also store next_obs/<key> (robomimic's SequenceDataset can use it)
-    render_quality: str = "fast"  # "fast" (decimated meshes, no shadows/MSAA) or "default" (robosuite's)
-    overwrite: bool = False  # replace an existing output file
-    valid_fraction: float = 0.1  # share of each task's demos listed in mask/valid (floor), rest in mask/train
-    horizon: int = 400  # max steps per episode before it counts as a failure
-    keep_failures: bool = False  # also write failed episodes (attr success=False, listed in mask/failed)
-    action_noise: float = 0.0  # std of Gaussian noise added to the expert's arm actions (play-like data)
-    max_failures: int = 0  # stop with an error when a task fails this many episodes
-    # (0: 10 + 2 * demos_per_task, or 10 + 20 * demos_per_task with keep_failures)
-    progress: bool = True  # show a tqdm progress bar
-    task_names: list[str] = field(default_factory=list, repr=False)  # resolved in __post_init__
+    tasks: str = "all"
+    """'all' (training tasks), 'held_out', 'everything', or comma-separated task names (see `mtil tasks`)"""
+    demos_per_task: int = 10
+    """successful demos kept per task"""
+    out: str = "demos.hdf5"
+    """output HDF5 file (written atomically)"""
+    workers: int = 2
+    """parallel simulator processes"""
+    seed: int = 0
+    """run seed; episode seeds derive from (seed, task, episode index)"""
+    image_size: int = 84
+    """camera height = width in pixels"""
+    next_obs: bool = False
+    """also store next_obs/<key> for every step (robomimic's SequenceDataset can use it)"""
+    render_quality: str = "fast"
+    """fast (decimated meshes, no shadows, no MSAA) | default (robosuite's rendering)"""
+    overwrite: bool = False
+    """replace an existing output file"""
+    valid_fraction: float = 0.1
+    """share of each task's demos (rounded down) listed in mask/valid; the rest in mask/train"""
+    horizon: int = 400
+    """max steps per episode before it counts as a failure"""
+    keep_failures: bool = False
+    """also write the failed episodes met on the way (attr success=False, listed in mask/failed, not in
+    mask/train): data for hindsight goal-conditioned training"""
+    action_noise: float = 0.0
+    """std of Gaussian noise on the expert's arm actions (0-2; the noisy action is executed and recorded):
+    varied, partly failed, play-like episodes"""
+    max_failures: int = 0
+    """stop with an error when a task fails this many episodes (0: 10 + 2 * demos_per_task, or
+    10 + 20 * demos_per_task with keep_failures)"""
+    progress: bool = True
+    """show a progress bar; --no-progress turns it off"""
+    task_names: list[str] = field(default_factory=list, init=False, repr=False)
+    """the task names ``tasks`` resolves to (set in __post_init__)"""
 
     def __post_init__(self):
         from mtil.pipeline.sim.tasks import resolve_tasks
@@ -190,7 +209,8 @@ def collect(cfg: CollectConfig) -> dict:
     max_fail = cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N)
     env_args = suite_env_args(cfg.image_size, cfg.render_quality, tasks=tasks)
     out = os.path.abspath(cfg.out)
-    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.tmp-{os.getpid()}")
+    target = AtomicPath(out)  # the temp file beside out; committed (fsync + rename) or discarded
+    tmp = target.tmp
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -296,9 +316,7 @@ def collect(cfg: CollectConfig) -> dict:
         f.flush()
         f.close()
         f = None
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        target.commit()
     finally:
         bar.close()
         for w in workers:
@@ -310,8 +328,7 @@ def collect(cfg: CollectConfig) -> dict:
                 w["proc"].terminate()
         if f is not None:
             f.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        target.discard()
     elapsed = time.time() - t0
     return {"out": out, "demos": len(kept) - len(failed_names), "failed_kept": len(failed_names), "steps": total,
             "seconds": round(elapsed, 1),

@@ -19,20 +19,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtil.datasets.errors import UserError
+from mtil.pipeline.mp4 import write_mp4
 
 
 @dataclass
 class ReplayConfig:
     """Replay one demo of an HDF5 file in simulation; report success; optionally write an mp4."""
 
-    file: str  # HDF5 demo file (robomimic layout with env_args)
-    demo: str = "demo_0"  # demo group name under data/
-    out: str | None = None  # mp4 to write (None: no video)
-    camera: str = "agentview"  # camera rendered into the video
-    size: int = 256  # video frame height = width
-    fps: int = 20  # video frame rate (the control rate is 20 Hz)
-    use_model_file: bool = False  # reload the demo's recorded MJCF before restoring the state
-    overwrite: bool = False  # replace an existing --out video
+    file: str
+    """HDF5 demo file (robomimic layout with env_args)"""
+    demo: str = "demo_0"
+    """demo group name under data/"""
+    out: str | None = None
+    """mp4 to write (omit: no video)"""
+    camera: str = "agentview"
+    """camera rendered into the video"""
+    size: int = 256
+    """video frame height = width (px)"""
+    fps: int = 20
+    """video frame rate (the control rate is 20 Hz)"""
+    use_model_file: bool = False
+    """reload the demo's recorded MJCF (model_file) before restoring the state"""
+    overwrite: bool = False
+    """replace an existing --out video"""
 
     def __post_init__(self):
         if not os.path.isfile(self.file):
@@ -103,26 +112,10 @@ def replay(cfg: ReplayConfig) -> dict:
             success_step = t + 1
     if cfg.out:
         frames.append(env.render_frame(cfg.camera, cfg.size))
-        _write_mp4(cfg.out, frames, cfg.fps)
+        write_mp4(cfg.out, frames, cfg.fps, quality=8)
     final_success = bool(env.is_success())
     env.close()
     return {"demo": cfg.demo, "task": task, "instruction": attrs.get("language_instruction"),
             "steps": int(len(actions)), "success": success_step is not None, "success_step": success_step,
             "final_success": final_success,
             "max_state_error": max(errors) if errors else 0.0, "video": os.path.abspath(cfg.out) if cfg.out else None}
-
-
-def _write_mp4(path: str, frames: list[np.ndarray], fps: int) -> None:
-    """Write frames to ``path`` atomically (temp file in the same directory, then rename)."""
-    import imageio.v2 as imageio
-
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp-{os.getpid()}.mp4")
-    try:
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=16,
-                                ffmpeg_log_level="error") as w:
-            for fr in frames:
-                w.append_data(fr)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

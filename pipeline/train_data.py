@@ -1,0 +1,118 @@
+"""The training data: which demos (``load_demos``), the windowed datasets and the stratified sampler
+(``build_data``), the endless batch stream, and the demo clips of video conditioning (``add_clips``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mtil.datasets.errors import UserError
+from mtil.datasets.manifest import manifest_from_inputs
+from mtil.datasets.sampler import StratifiedTaskBatchSampler
+from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
+from mtil.encoders.video import clip_indices, pick_other_demo
+from mtil.pipeline.policy import PolicyConfig
+from mtil.pipeline.train_config import TrainConfig, parse_demo_caps
+
+UNLABELED = "(no instruction)"  # task of demos without language under goal_image conditioning
+
+
+@dataclass
+class TrainData:
+    """What the loop draws from: the selected demos, their statistics, the datasets and the sampler."""
+
+    manifest: dict
+    stats: dict
+    ds: WindowedDataset
+    sampler: StratifiedTaskBatchSampler
+    valid_ds: WindowedDataset | None
+    """built once (rank 0 only): every validation pass reuses it"""
+    workers: int
+    """DataLoader worker processes (0: batches built in this process)"""
+
+
+def select_training_data(cfg: TrainConfig, manifest: dict, stats: dict) -> tuple[dict, dict, tuple[str, ...]]:
+    """Apply --tasks / --demos-per-task / --failed-demos; returns (manifest, stats, splits to train on)."""
+    from mtil.datasets.manifest import compute_stats, select_demos
+
+    default_cap, caps = parse_demo_caps(cfg.demos_per_task)
+    if cfg.tasks or default_cap is not None or caps:
+        manifest = select_demos(manifest, list(cfg.tasks) or None, caps, default_cap)
+        stats = compute_stats(manifest)  # statistics of the demos actually trained on
+    n_failed = sum(d["split"] == "failed" for d in manifest["demos"])
+    use_failed = n_failed > 0 and (cfg.failed_demos == "use" or (cfg.failed_demos == "auto"
+                                                                  and cfg.kind.uses_goal_image))
+    if n_failed:
+        how = "used as hindsight-goal data" if use_failed else "skipped (--failed-demos)"
+        print(f"data: {n_failed} unsuccessful episodes (mask/failed): {how}", file=sys.stderr)
+    splits = ("train", "failed") if use_failed else ("train",)
+    for d in manifest["demos"]:
+        if d["split"] in splits and d["length"] < cfg.action_horizon:
+            f = manifest["files"][d["file"]]["path"]
+            raise UserError(f"{f}: data/{d['name']} has {d['length']} steps, fewer than the action horizon "
+                            f"({cfg.action_horizon}): lower --action-horizon or drop the demo")
+    return manifest, stats, splits
+
+
+def load_demos(cfg: TrainConfig) -> tuple[dict, dict, tuple[str, ...]]:
+    """The demos to train on: (manifest, statistics, splits)."""
+    # goal_image needs no language: demos without any get one shared placeholder task
+    manifest, stats = manifest_from_inputs(cfg.data, None if cfg.kind.needs_instructions else [UNLABELED])
+    manifest, stats, splits = select_training_data(cfg, manifest, stats)
+    K = len(manifest["tasks"])
+    if cfg.sampler == "stratified" and cfg.batch_size < K:
+        raise UserError(f"--batch-size {cfg.batch_size} is smaller than the number of tasks ({K}): a stratified "
+                        f"batch needs at least one sample per task")
+    return manifest, stats, splits
+
+
+def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str, ...], pcfg: PolicyConfig,
+               rank: int = 0, world: int = 1) -> TrainData:
+    """Windowed datasets of the policy's observation keys and the stratified sampler of ``rank`` (of
+    ``world`` DDP processes); the validation set only on rank 0."""
+    goal = cfg.kind.uses_goal_image
+    keys = pcfg.image_keys + pcfg.lowdim_keys
+    ds = WindowedDataset(manifest, splits, keys, cfg.obs_horizon, cfg.action_horizon,
+                         goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
+    sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
+                                         world_size=world, tag_draws=goal, dataset_len=len(ds))
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
+    valid_ds = None  # video clips are drawn from training demos: no validation loss under video conditioning
+    if rank == 0 and not cfg.kind.uses_video and any(d["split"] == "valid" for d in manifest["demos"]):
+        valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon, goal=ds.goal)
+    return TrainData(manifest, stats, ds, sampler, valid_ds, workers)
+
+
+def batch_stream(data: TrainData) -> Iterator[dict]:
+    """Batches forever, in the sampler's order (epoch after epoch)."""
+    if data.workers:
+        loader = make_loader(data.ds, data.sampler, num_workers=data.workers)
+        while True:
+            yield from loader
+    while True:
+        for idx in data.sampler:
+            yield data.ds.__getitems__(idx)
+
+
+def add_clips(batch: dict, ds: WindowedDataset, rng: np.random.Generator, frames: int, key: str) -> None:
+    """BC-Z clip for video conditioning: per task in the batch, T evenly spaced (jittered) frames of a
+    *different* demo of that task than the batch's samples of it: ``batch['clips']`` (U, T, 3, H, W), one per
+    task present, and ``batch['clip_index']`` (B,) naming each sample's clip. The policy encodes the U clips
+    once (encoding one clip per *sample* made a video-conditioned step 5x slower than a language one)."""
+    idx = batch["index"].numpy()
+    demo_of = np.searchsorted(ds.starts, idx, side="right") - 1
+    tasks = batch["task"].numpy()
+    clips = {}
+    for task in np.unique(tasks):
+        members = [i for i, d in enumerate(ds.demos) if d["task"] == task]
+        used = set(demo_of[tasks == task].tolist())
+        d = pick_other_demo(members, used, rng, allow_same=True)  # same demo only if all are in the batch
+        ts = clip_indices(int(ds.lengths[d]), frames, rng)
+        clips[int(task)] = torch.from_numpy(np.ascontiguousarray(ds.frames(d, key, ts))).permute(0, 3, 1, 2)
+    order = sorted(clips)
+    batch["clips"] = torch.stack([clips[t] for t in order])  # (U, T, 3, H, W)
+    batch["clip_index"] = torch.tensor([order.index(int(t)) for t in batch["task"]], dtype=torch.int64)  # (B,)
