@@ -289,12 +289,43 @@ def _task_input(kind: str, b: int = 2) -> torch.Tensor:
     return torch.randint(0, 256, (b, 3, 40, 40), generator=g, dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("kind", ["language", "video", "onehot", "goal_image"])
+@pytest.mark.parametrize("kind", ["language", "video", "onehot", "goal_image", "mixed"])
 def test_every_conditioning_kind_gives_the_configured_size(kind):
     cond = make_conditioner(dict(kind=kind, out_dim=24, num_tasks=3, video_frames=4, video_frame_dim=32))
     z = cond(_task_input(kind))
     assert z.shape == (2, 24) and z.dtype == torch.float32 and torch.isfinite(z).all()
     assert make_conditioner(cond.cfg.to_dict()).cfg == cond.cfg
+
+
+def test_mixed_conditioner_takes_an_instruction_or_a_goal_image():
+    """One z space, two inputs: a language embedding goes through the projection, a goal image through
+    the CNN (and each matches the single-input kinds' module of the same weights)."""
+    torch.manual_seed(0)
+    mixed = make_conditioner(dict(kind="mixed", out_dim=16)).eval()
+    words, goal = _task_input("language"), _task_input("goal_image")
+    with torch.no_grad():
+        z_words, z_goal = mixed(words), mixed(goal)
+        torch.testing.assert_close(z_words, mixed.project(words))
+        torch.testing.assert_close(z_goal, mixed.backbone(goal))
+    assert z_words.shape == z_goal.shape == (2, 16) and not torch.allclose(z_words, z_goal)
+    with pytest.raises(UserError, match="video conditioner"):
+        mixed.embed_video(_task_input("video"))
+
+
+@pytest.mark.parametrize("kind, language, goal, video, instruction, default", [
+    ("language", True, False, False, True, "language"),
+    ("video", True, False, True, True, "video"),
+    ("onehot", False, False, False, True, "onehot"),
+    ("goal_image", False, True, False, False, "goal_image"),
+    ("mixed", True, True, False, True, "language"),
+])
+def test_what_each_kind_uses(kind, language, goal, video, instruction, default):
+    cfg = ConditioningConfig(kind=kind, num_tasks=3)
+    assert (cfg.uses_language, cfg.uses_goal_image, cfg.uses_video) == (language, goal, video)
+    assert (cfg.spec.takes_instruction, cfg.spec.default_condition) == (instruction, default)
+    assert cfg.spec.needs_instructions == (kind != "goal_image")
+    cond = make_conditioner(cfg)  # the modules built follow the same properties
+    assert (hasattr(cond, "proj"), hasattr(cond, "backbone"), hasattr(cond, "video")) == (language, goal, video)
 
 
 def test_video_conditioner_embeds_in_language_space_and_accepts_words():
@@ -352,7 +383,7 @@ ROUND_TRIP = {
             lambda k=k: TaskConditioner(ConditioningConfig(k, 8, num_tasks=3, video_frames=4, video_frame_dim=32)),
             lambda m, k=k: m(_task_input(k)),
         )
-        for k in ("language", "video", "onehot", "goal_image")
+        for k in ("language", "video", "onehot", "goal_image", "mixed")
     },
 }
 

@@ -47,8 +47,10 @@ def trained(tmp_path_factory):
     return str(d / "run" / "last.pt")
 
 
-def test_periodic_rollouts_keep_best(trained, tmp_path):
-    """--rollout-every evaluates in worker processes and writes best.pt with its success recorded."""
+def test_periodic_rollouts_evaluate_the_in_memory_policy(trained, tmp_path):
+    """--rollout-every evaluates the EMA weights held in memory (shipped to spawned workers as a state dict,
+    no checkpoint file written for it) and writes best.pt with its success recorded. That a worse later
+    rollout keeps best.pt: test_train.py::test_periodic_rollouts_keep_best."""
     import torch
 
     from mtil.pipeline.train import TrainConfig, train
@@ -59,7 +61,10 @@ def test_periodic_rollouts_keep_best(trained, tmp_path):
                       save_every=2, rollout_every=2, rollout_episodes=1))
     best = torch.load(out / "best.pt", weights_only=True)
     assert best["step"] == 2 and 0.0 <= best["best_success"] <= 1.0
-    assert (out / "rollouts" / "step_2" / "eval.json").exists() and not (out / "rollout_candidate.pt").exists()
+    report = json.loads((out / "rollouts" / "step_2" / "eval.json").read_text())
+    assert report["step"] == 2 and report["checkpoint_sha256"] == "(in memory)" and report["complete"]
+    assert report["rows"][0]["n"] == 1 and report["rows"][0]["errors"] == 0
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt", "step_2.pt"]
 
 
 def test_eval_outputs_and_paired_seeds(trained, tmp_path, capsys):

@@ -3,6 +3,7 @@ conditioning ablation that must learn, and predict_action after a save/load roun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtil.datasets.errors import UserError
 from mtil.datasets.manifest import build_manifest
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.synthetic import write_synthetic
@@ -195,8 +197,12 @@ def test_policy_save_load_roundtrip(tmp_path, data):
     torch.save(a.state_dict(), tmp_path / "w.pt")
     torch.manual_seed(2)
     b = MultiTaskPolicy(cfg, stats).eval()
-    b.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
     ds = WindowedDataset(manifest, obs_horizon=2, action_horizon=8)
+    obs = {k: v[0, -1].numpy() for k, v in ds.__getitems__([0])["obs"].items()}
+    assert not np.allclose(a.predict_action(obs, 0), b.predict_action(obs, 0)), "a fresh model already matches"
+    a.reset()
+    b.reset()
+    b.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
     for t in range(3):
         obs = {k: v[0, -1].numpy() for k, v in ds.__getitems__([t * 30])["obs"].items()}
         for _ in range(5):  # several steps: history and action queue behave the same
@@ -209,7 +215,7 @@ def test_policy_save_load_roundtrip(tmp_path, data):
 def test_video_conditioning_encodes_one_clip_per_task(tmp_path, data):
     """Video training end to end; the batch carries one clip per task present, and encoding those once
     gives exactly the task vectors of encoding one clip per sample."""
-    from mtil.pipeline.train import add_clips
+    from mtil.pipeline.train_data import add_clips
 
     out = tmp_path / "run"
     r = mtil("train", "--data", data, "--out", str(out), "--steps", "3", "--conditioning", "video", *FAST)
@@ -226,3 +232,101 @@ def test_video_conditioning_encodes_one_clip_per_task(tmp_path, data):
     del per_sample["clips"]
     z_each, _ = policy.task_vector(per_sample)
     assert torch.allclose(z_shared, z_each, atol=1e-5)
+
+
+def _tiny_policy(stats, **options) -> MultiTaskPolicy:
+    cfg = PolicyConfig(image_keys=["agentview_image"], lowdim_keys=[], lowdim_dims=[], image_size=[16, 16],
+                       action_dim=7, conditioning=ConditioningConfig("onehot", out_dim=8, num_tasks=3).to_dict(),
+                       tasks=["lift the red cube", "open the drawer", "push the button"], feature_dim=8,
+                       hidden_dim=16, **options)
+    torch.manual_seed(0)
+    return MultiTaskPolicy(cfg, stats).eval()
+
+
+def test_temporal_ensemble_averages_overlapping_chunks(data):
+    """Every step re-plans; the action for step t is the mean of the predictions for t of every chunk
+    still covering it, the oldest weighted exp(0), the next exp(-decay), ... (ACT's weights)."""
+    _, stats = build_manifest([data], valid_fraction=0)
+    decay, H, A = 0.3, 3, 7
+    policy = _tiny_policy(stats, action_horizon=H, exec_steps=1, temporal_ensemble=True, ensemble_decay=decay)
+    chunks = [torch.full((1, H, A), 0.0) + 100.0 * s + torch.arange(H, dtype=torch.float32)[None, :, None]
+              for s in range(6)]  # chunk planned at step s predicts 100 s + k for its k-th step
+    calls = []
+
+    def planned(obs, z):  # stands in for the network: the next chunk
+        calls.append(z.shape)
+        return chunks[len(calls) - 1]
+
+    policy.predict_chunk = planned
+    obs = {"agentview_image": np.zeros((16, 16, 3), np.uint8)}
+    got = [policy.predict_action(obs, 0) for _ in range(5)]
+    assert len(calls) == 5  # a new chunk at every step
+    for t, action in enumerate(got):
+        starts = [s for s in range(t + 1) if t - s < H]  # oldest first
+        w = np.exp(-decay * np.arange(len(starts)))
+        expected = sum(wi * (100.0 * s + (t - s)) for wi, s in zip(w, starts)) / w.sum()
+        np.testing.assert_allclose(action, np.full(A, expected), rtol=1e-5)
+    assert got[0][0] == 0.0 and got[1][0] != 1.0  # the first step has one chunk; later ones mix several
+
+
+def test_checkpoint_of_the_old_layout_still_loads(tmp_path, data):
+    """A checkpoint with exactly the keys train() wrote before checkpoint.build_checkpoint existed loads,
+    runs, and resumes; one missing what evaluation needs is refused with a clear message."""
+    from mtil.pipeline.checkpoint import read_checkpoint
+    from mtil.pipeline.train import TrainConfig, resume_checkpoint
+
+    manifest, stats = build_manifest([data], valid_fraction=0)
+    policy = _tiny_policy(stats)
+    sd = policy.state_dict()
+    policy_config = {  # the old PolicyConfig's fields, spelled out (obs_horizon defaulted to 2 then)
+        "image_keys": ["agentview_image"], "lowdim_keys": [], "lowdim_dims": [], "image_size": [16, 16],
+        "action_dim": 7, "conditioning": policy.cfg.conditioning, "obs_horizon": 2, "action_horizon": 8,
+        "exec_steps": 4, "temporal_ensemble": False, "ensemble_decay": 0.1, "backbone": "small_cnn",
+        "feature_dim": 8, "hidden_dim": 16, "head": "l1", "gmm_modes": 5, "shift_pad": 4, "align_weight": 1.0,
+        "tasks": policy.cfg.tasks}
+    cfg = TrainConfig(data=[data], out=str(tmp_path), conditioning="onehot", resume=True)
+    old_train_config = {k: v for k, v in dataclasses.asdict(cfg).items()
+                        if k not in ("temporal_ensemble", "ensemble_decay", "feature_dim", "hidden_dim",
+                                     "gmm_modes", "shift_pad", "align_weight")}  # options the CLI lacked
+    old = {"format": "mtil-checkpoint", "version": 1, "step": 7, "train_config": old_train_config,
+           "policy_config": policy_config, "model": sd, "ema": sd, "optimizer": {"state": {}, "param_groups": []},
+           "scheduler": {"kind": "warmup_cosine", "lr": 1e-3}, "sampler": {"epoch": 0, "batch": 7},
+           "rng": {"torch": torch.get_rng_state()}, "stats": stats, "tasks": policy.cfg.tasks,
+           "env_args": {"env_name": "Lift"}, "world_size": 1, "best_success": 0.25}
+    torch.save(old, tmp_path / "last.pt")
+    loaded, ckpt = load_policy(str(tmp_path / "last.pt"))
+    assert (ckpt.step, ckpt.env_args, ckpt.best_success, ckpt.policy_config.obs_horizon) == (7, {"env_name": "Lift"},
+                                                                                             0.25, 2)
+    obs = {"agentview_image": np.full((16, 16, 3), 90, np.uint8)}
+    ref = MultiTaskPolicy(PolicyConfig(**policy_config), stats).eval()
+    ref.load_state_dict(sd)
+    np.testing.assert_allclose(loaded.predict_action(obs, 1), ref.predict_action(obs, 1))
+    assert resume_checkpoint(cfg, str(tmp_path / "last.pt")).sampler["batch"] == 7  # new options at defaults
+    del old["model"]
+    with pytest.raises(UserError, match="older or unknown layout: no model"):
+        read_checkpoint(old, "old.pt")
+
+
+def test_periodic_rollouts_keep_best(tmp_path, data, monkeypatch):
+    """A worse later rollout leaves best.pt alone (the rollout itself is replaced by given rates)."""
+    import mtil.pipeline.train as train_mod
+
+    rates = iter([0.5, 0.2])
+    seen = []
+
+    def fake_rollout(cfg, out, ckpt):
+        seen.append(ckpt.step)
+        assert ckpt.ema is not None and ckpt.policy_config.conditioning["kind"] == "onehot"  # in memory
+        return next(rates)
+
+    monkeypatch.setattr(train_mod, "rollout_success", fake_rollout)
+    out = tmp_path / "run"
+    train_mod.train(train_mod.TrainConfig(data=[data], out=str(out), steps=2, batch_size=6, conditioning="onehot",
+                                          cond_dim=8, obs_horizon=1, action_horizon=4, exec_steps=2, warmup_steps=1,
+                                          save_every=2, rollout_every=1))
+    assert seen == [1, 2]
+    best = torch.load(out / "best.pt", weights_only=True)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert best["step"] == 1 and best["best_success"] == 0.5
+    assert last["step"] == 2 and last["best_success"] == 0.5
+    assert not any(torch.equal(best["ema"][k], last["ema"][k]) for k in ("head.weight", "trunk.0.weight"))
