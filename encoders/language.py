@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtil.datasets.atomic import atomic_write
+from mtil.datasets.cache import cache_root
 from mtil.datasets.errors import UserError
 
 POOLING = "masked-mean-l2/v1"  # part of the cache key: change it when the pooling changes
@@ -53,9 +54,8 @@ def default_model_path() -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$MTIL_CACHE_DIR/text_embeddings`` if that variable is set, else ``~/.cache/mtil/text_embeddings``."""
-    root = os.environ.get("MTIL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "mtil")
-    return Path(root) / "text_embeddings"
+    """``text_embeddings`` in mtil's cache folder (``$MTIL_CACHE_DIR``, default ``~/.cache/mtil``)."""
+    return cache_root() / "text_embeddings"
 
 
 def check_model_dir(model_path: str | os.PathLike) -> Path:
@@ -219,14 +219,8 @@ class LanguageEncoder:
         """Write atomically: a temp file in the same directory, then ``os.replace``."""
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, np.ascontiguousarray(emb, dtype=np.float32))
-                os.replace(tmp, self._cache_file(text))
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            atomic_write(str(self._cache_file(text)), lambda f: np.save(f, np.ascontiguousarray(emb, np.float32)),
+                         binary=True)
         except OSError as e:  # an unwritable cache costs time, not correctness
             warnings.warn(
                 f"language encoder: could not write the embedding cache in {self.cache_dir}: {e}", stacklevel=3

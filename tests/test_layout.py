@@ -89,3 +89,15 @@ def test_training_does_not_import_the_simulator():
             seen.add(m)
             todo += g[m] - {"mtil.pipeline.evaluate"}  # periodic rollouts evaluate lazily, by choice
     assert not {m for m in seen if m.startswith("mtil.pipeline.sim")}, sorted(seen)
+
+
+def test_one_cache_root(monkeypatch, tmp_path):
+    """MTIL_CACHE_DIR names the cache folder; the older MTIL_CACHE is still honoured when it is the only one."""
+    from mtil.datasets.cache import cache_root
+    from mtil.encoders.language import default_cache_dir
+
+    monkeypatch.delenv("MTIL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("MTIL_CACHE", str(tmp_path / "old"))
+    assert cache_root() == tmp_path / "old"
+    monkeypatch.setenv("MTIL_CACHE_DIR", str(tmp_path / "new"))
+    assert cache_root() == tmp_path / "new" and default_cache_dir() == tmp_path / "new" / "text_embeddings"

@@ -276,7 +276,7 @@ def test_checkpoint_of_the_old_layout_still_loads(tmp_path, data):
     from mtil.pipeline.train import TrainConfig, resume_checkpoint
 
     manifest, stats = build_manifest([data], valid_fraction=0)
-    policy = _tiny_policy(stats)
+    policy = _tiny_policy(stats, obs_horizon=2)
     sd = policy.state_dict()
     policy_config = {  # the old PolicyConfig's fields, spelled out (obs_horizon defaulted to 2 then)
         "image_keys": ["agentview_image"], "lowdim_keys": [], "lowdim_dims": [], "image_size": [16, 16],

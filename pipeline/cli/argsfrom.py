@@ -81,6 +81,16 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, positional: tuple[s
             parser.add_argument(opt, type=tp, metavar=f.name.upper(), **kw)
 
 
+def add_config_command(sub, name: str, help_text: str, cls, more: str = "", **fields) -> argparse.ArgumentParser:
+    """Subcommand ``name`` whose options are the fields of the config dataclass ``cls`` (``fields``: the
+    ``positional``/``required``/``skip`` of ``add_dataclass_args``); its description is the class docstring,
+    then ``more``."""
+    p = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter,
+                       description=cls.__doc__ + (f"\n\n{more}" if more else ""))
+    add_dataclass_args(p, cls, **fields)
+    return p
+
+
 def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)})
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from mtil.datasets.ingest import IngestConfig, info, ingest
-from mtil.pipeline.cli.argsfrom import HelpFormatter, add_dataclass_args, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import HelpFormatter, add_config_command, dataclass_from_args
 
 
 def register_ingest(sub, help_text: str) -> None:
-    p = sub.add_parser("ingest", help=help_text, description=IngestConfig.__doc__, formatter_class=HelpFormatter)
-    add_dataclass_args(p, IngestConfig, positional=("sources",), required=("out",))
+    p = add_config_command(sub, "ingest", help_text, IngestConfig, positional=("sources",), required=("out",))
     p.set_defaults(func=lambda a: ingest(dataclass_from_args(IngestConfig, a)) and 0)
 
 

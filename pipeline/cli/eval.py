@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.cli.argsfrom import add_dataclass_args, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
 
 
 def register_eval(sub, help_text: str) -> None:
-    from mtil.pipeline.cli.argsfrom import HelpFormatter
     from mtil.pipeline.evaluate import EvalConfig
 
-    p = sub.add_parser("eval", help=help_text, description=EvalConfig.__doc__, formatter_class=HelpFormatter)
-    add_dataclass_args(p, EvalConfig, positional=("checkpoint",), required=("out",))
+    p = add_config_command(sub, "eval", help_text, EvalConfig, positional=("checkpoint",), required=("out",))
 
     def run(a) -> int:
         from mtil.pipeline.evaluate import evaluate

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from mtil.pipeline.cli.argsfrom import HelpFormatter, add_dataclass_args, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import HelpFormatter, add_config_command, dataclass_from_args
 
 
 def register_tasks(sub, help_text: str) -> None:
@@ -52,13 +52,11 @@ def _run_tasks(args) -> int:
 def register_collect(sub, help_text: str) -> None:
     from mtil.pipeline.sim.collect import CollectConfig
 
-    p = sub.add_parser("collect", help=help_text, formatter_class=HelpFormatter,
-                       description=CollectConfig.__doc__ + "\n\nRuns scripted experts in parallel worker "
-                       "processes, keeps only successful episodes (failures are counted and replaced; "
-                       "--keep-failures also writes them, marked), and "
-                       "writes one robomimic-layout HDF5 file atomically (Ctrl-C leaves nothing behind). "
-                       "See `mtil tasks` for the task names.")
-    add_dataclass_args(p, CollectConfig, required=("out",))
+    p = add_config_command(sub, "collect", help_text, CollectConfig, "Runs scripted experts in parallel worker "
+                           "processes, keeps only successful episodes (failures are counted and replaced; "
+                           "--keep-failures also writes them, marked), and writes one robomimic-layout HDF5 file "
+                           "atomically (Ctrl-C leaves nothing behind). See `mtil tasks` for the task names.",
+                           required=("out",))
     p.set_defaults(func=_run_collect)
 
 
@@ -85,11 +83,9 @@ def _run_collect(a) -> int:
 def register_replay(sub, help_text: str) -> None:
     from mtil.pipeline.sim.replay import ReplayConfig
 
-    p = sub.add_parser("replay", help=help_text, formatter_class=HelpFormatter,
-                       description=ReplayConfig.__doc__ + "\n\nRebuilds the env from the file's env_args, "
-                       "restores the demo's recorded initial state, replays its actions, reports whether the "
-                       "task still succeeds (exit 0) or not (exit 3), and writes an mp4.")
-    add_dataclass_args(p, ReplayConfig, positional=("file",))
+    p = add_config_command(sub, "replay", help_text, ReplayConfig, "Rebuilds the env from the file's env_args, "
+                           "restores the demo's recorded initial state, replays its actions, reports whether the "
+                           "task still succeeds (exit 0) or not (exit 3), and writes an mp4.", positional=("file",))
     p.set_defaults(func=_run_replay)
 
 

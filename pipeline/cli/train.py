@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.cli.argsfrom import add_dataclass_args, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
 
 
 def register_train(sub, help_text: str) -> None:
-    from mtil.pipeline.cli.argsfrom import HelpFormatter
-    from mtil.pipeline.train import TrainConfig
+    from mtil.pipeline.train_config import TrainConfig
 
-    p = sub.add_parser("train", help=help_text, formatter_class=HelpFormatter,
-                       description=TrainConfig.__doc__ + "\n\nDDP: torchrun --nproc_per_node 2 "
-                       "-m mtil.pipeline.cli.train "
-                       "--data ... --out RUN (gloo on CPU, nccl on GPU; only rank 0 writes).")
-    add_dataclass_args(p, TrainConfig, required=("data", "out"))
+    p = add_config_command(sub, "train", help_text, TrainConfig, "DDP: torchrun --nproc_per_node 2 -m "
+                           "mtil.pipeline.cli.train --data ... --out RUN (gloo on CPU, nccl on GPU; only rank 0 "
+                           "writes).", required=("data", "out"))
 
     def run(a) -> int:
         from mtil.pipeline.train import train

@@ -2,7 +2,8 @@
 
 API used by collection, replay and evaluation::
 
-    from mtil.pipeline.sim.envs import make_env, suite_env_args, SimGymEnv
+    from mtil.pipeline.sim.envs import make_env, suite_env_args
+    from mtil.pipeline.sim.gym import SimGymEnv    # the same env as a gymnasium.Env
 
     env = make_env(env_args, task="lift_red")      # env_args: dict (or JSON str) as stored in data.attrs
     obs = env.reset(seed=3)                        # same seed -> same object layout and robot start
@@ -25,7 +26,8 @@ suite (the scene follows from the task); any other name is a stock robosuite env
 NutAssemblySquare, ...), with robosuite <= 1.4 controller configs converted to 1.5's composite form.
 A file written by another tool (no ``render`` key) is rebuilt with robosuite's default rendering.
 
-``SimGymEnv`` is the same env as a ``gymnasium.Env`` (Dict observation space, seeded ``reset``).
+``mtil.pipeline.sim.gym.SimGymEnv`` is the same env as a ``gymnasium.Env`` (Dict observation space,
+seeded ``reset``).
 """
 
 from __future__ import annotations

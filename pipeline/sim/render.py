@@ -29,10 +29,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mtil.datasets.atomic import atomic_path
+from mtil.datasets.cache import cache_root
+
 if os.environ.get("DISPLAY") is None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
-CACHE_DIR = os.path.join(os.path.expanduser(os.environ.get("MTIL_CACHE", "~/.cache/mtil")), "meshes")
+CACHE_DIR = str(cache_root() / "meshes")
 
 
 def import_robosuite():
@@ -115,11 +118,9 @@ def decimated_mesh(path: str, keep: float, min_faces: int) -> str:
     if len(f2) < 4:  # degenerate result: keep the original rather than a broken mesh
         return path
     os.makedirs(CACHE_DIR, exist_ok=True)
-    tmp = f"{out}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(out) as tmp, open(tmp, "w") as f:  # atomic: parallel workers may race to make the same file
         f.write("".join(f"v {a:.6f} {b:.6f} {c:.6f}\n" for a, b, c in v2))
         f.write("".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in f2))
-    os.replace(tmp, out)  # atomic: parallel workers may race to make the same file
     return out
 
 
