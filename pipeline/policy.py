@@ -327,8 +327,3 @@ class MultiTaskPolicy(nn.Module):
         self._t += 1
         out = action.cpu().numpy()
         return out[0] if single else out
-
-
-def policy_config_from_dict(d: dict) -> PolicyConfig:
-    """Kept for callers of the old name: ``PolicyConfig.from_dict``."""
-    return PolicyConfig.from_dict(d)
