@@ -81,6 +81,15 @@ def register_collect(sub, help_text: str) -> None:
     p.add_argument("--action-noise", type=float, default=d["action_noise"].default,
                    help="std of Gaussian noise on the expert's arm actions (0-2; the noisy action is executed "
                         "and recorded): varied, partly failed, play-like episodes")
+    p.add_argument("--noise", type=float, default=d["noise"].default,
+                   help="DART: std of Gaussian noise on the executed translation actions (0-1; 0.1-0.2 keeps the "
+                        "expert successful); the expert's clean action for each visited state is the recorded "
+                        "label, the executed action is kept under executed_actions")
+    p.add_argument("--policy", default=d["policy"].default, metavar="CKPT",
+                   help="DAgger rollouts: this checkpoint acts, the expert labels every visited state, and every "
+                        "episode is kept (see also `mtil dagger`)")
+    p.add_argument("--beta", type=float, default=d["beta"].default,
+                   help="with --policy: probability that a step executes the expert's action instead")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_collect)
@@ -93,7 +102,7 @@ def _run_collect(a) -> int:
                         seed=a.seed, image_size=a.image_size, next_obs=a.next_obs,
                         render_quality=a.render_quality, overwrite=a.overwrite, valid_fraction=a.valid_fraction,
                         horizon=a.horizon, keep_failures=a.keep_failures, action_noise=a.action_noise,
-                        progress=not a.no_progress)
+                        noise=a.noise, policy=a.policy, beta=a.beta, progress=not a.no_progress)
     s = collect(cfg)
     fails = sum(c["fail"] for c in s["per_task"].values())
     errs = sum(c["error"] for c in s["per_task"].values())
