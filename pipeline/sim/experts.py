@@ -154,6 +154,10 @@ class ScriptedExpert:
     # ------------------------------------------------------------ control
 
     def act(self, env: MtilTabletop) -> np.ndarray:
+        # After mj_step the derived quantities (site poses, contacts) lag qpos by one physics substep;
+        # recomputing them makes the action a function of the state (qpos, qvel) alone, so a state
+        # restored from a file gets exactly the label the expert gave it (DART/DAgger relabeling).
+        env.sim.forward()
         target, gripper, yaw = self._decide(env)
         eef = self.eef_pos(env)
         a = np.zeros(7)
