@@ -103,6 +103,9 @@ class TrainConfig:
     """DataLoader workers (-1: 0 for memory-mapped/in-RAM images, 2 for h5py reads)"""
     device: str = "auto"
     """auto (cuda if available) | cpu | cuda"""
+    init_from: str = ""
+    """start from this checkpoint's (EMA) weights and normalization instead of a fresh network (fine-tuning,
+    e.g. DAgger rounds); the data must have the same tasks and observation keys"""
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -287,6 +290,16 @@ def train(cfg: TrainConfig) -> str:
                         exec_steps=cfg.exec_steps, backbone=cfg.backbone, head=cfg.head, tasks=instructions)
     torch.manual_seed(cfg.seed)
     model = MultiTaskPolicy(pcfg, stats, lang_emb).to(device)
+    if cfg.init_from and resume_ckpt is None:
+        init = load_checkpoint(cfg.init_from, map_location=device)
+        if list(init["policy_config"].get("tasks", [])) != list(instructions):
+            raise UserError(f"--init-from {cfg.init_from}: trained on tasks {init['policy_config'].get('tasks')}, "
+                            f"this data has {list(instructions)} (same tasks in the same order needed)")
+        try:
+            model.load_state_dict(init["ema" if "ema" in init else "model"])
+        except (KeyError, RuntimeError) as e:
+            raise UserError(f"--init-from {cfg.init_from}: its policy does not fit this data/config "
+                            f"({str(e)[:200]})") from None
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     decay, no_decay = [], []
     for p in model.parameters():

@@ -152,3 +152,31 @@ def _run_replay(a) -> int:
     if r["video"]:
         print(f"video: {r['video']}")
     return 0 if r["success"] else 3
+
+
+def register_dagger(sub, help_text: str) -> None:
+    from mtil.pipeline.cli.argsfrom import HelpFormatter, add_dataclass_args, dataclass_from_args
+    from mtil.pipeline.sim.dagger import DaggerConfig
+
+    p = sub.add_parser("dagger", help=help_text, formatter_class=HelpFormatter,
+                       description=DaggerConfig.__doc__ + "\n\nEach round: policy rollouts (a step executes the "
+                       "expert's action with probability beta), every visited state labelled by the scripted expert "
+                       "and written as OUT/round_<r>/rollouts.hdf5; training on the aggregate; evaluation. Finished "
+                       "steps are reused, so rerunning the same command resumes. Exit 3 if a round's rollouts all "
+                       "error.")
+    add_dataclass_args(p, DaggerConfig, positional=("checkpoint",), required=("out", "data"))
+
+    def run(a) -> int:
+        import sys
+
+        from mtil.pipeline.sim.dagger import dagger
+
+        try:
+            s = dagger(dataclass_from_args(DaggerConfig, a))
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        print(open(f"{a.out}/dagger.md").read())
+        return 0 if s["rounds"] else 3
+
+    p.set_defaults(func=run)
