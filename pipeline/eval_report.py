@@ -34,12 +34,25 @@ def summarize(episodes: list[dict]) -> dict:
             "mean_length": float(np.mean([e["length"] for e in valid])) if valid else None}
 
 
+STAGE_ORDER = ("start", "reached", "grasped", "lifted", "above target", "success")
+
+
+def stage_counts(episodes: list[dict]) -> dict:
+    """{"stages": {stage: episodes whose furthest stage it is}, "stalled": n} over finished, error-free
+    episodes that recorded a stage (see pipeline/sim/stages.py)."""
+    valid = [e for e in episodes if e is not None and not e["error"] and "stage" in e]
+    counts: dict[str, int] = {}
+    for e in valid:
+        counts[e["stage"]] = counts.get(e["stage"], 0) + 1
+    return {"stages": counts, "stalled": sum(bool(e.get("stalled")) for e in valid)}
+
+
 def write_outputs(out: str, rows, episodes: dict, n: int, meta: dict) -> dict:
     result_rows = []
     for r, row in enumerate(rows):
         eps = [episodes[(r, i)] for i in range(n)]
         result_rows.append({"task": row.task, "condition": row.condition, "instruction": row.instruction,
-                            **summarize(eps), "episodes": eps})
+                            **summarize(eps), "where_episodes_end": stage_counts(eps), "episodes": eps})
     groups = {}
     for row, res in zip(rows, result_rows):
         groups.setdefault(row.condition, []).extend(res["episodes"])
@@ -74,7 +87,36 @@ def _write_report(path: str, result: dict) -> None:
     lines += ["", "| given as | success [95% CI] | errors |", "| --- | --- | --- |"]
     for c, s in result["overall"].items():
         lines.append(f"| {c} (all tasks) | {_fmt(s)} | {s['errors']} |")
+    lines += stage_table(result["rows"])
     atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
+
+
+def stage_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: per row, how many episodes ended at each furthest stage ("-": not a stage of that
+    task), and how many failed episodes ended with the arm stalled."""
+    rows = [r for r in rows if r.get("where_episodes_end", {}).get("stages")]
+    if not rows:
+        return []
+    used = [s for s in STAGE_ORDER if any(s in r["where_episodes_end"]["stages"] for r in rows)]
+    lines = ["", "## Where episodes end", "",
+             "Furthest stage each episode reached (privileged simulator state; stages in pipeline/sim/stages.py); "
+             "stalled: failed episodes whose arm moved < 5 mm in their last 30 steps.", "",
+             "| task | given as | " + " | ".join(used) + " | stalled |", "|---" * (len(used) + 3) + "|"]
+    for r in rows:
+        w = r["where_episodes_end"]
+        stages = _task_stages(r["task"])
+        cells = [str(w["stages"].get(s, 0)) if stages is None or s in stages else "-" for s in used]
+        lines.append(f"| {r['task']} | {r['condition']} | " + " | ".join(cells) + f" | {w['stalled']} |")
+    return lines
+
+
+def _task_stages(task: str) -> tuple[str, ...] | None:
+    from mtil.pipeline.sim.stages import LIFT_STAGES, STOCK_STAGES, TRANSPORT_STAGES
+    from mtil.pipeline.sim.tasks import TASKS
+
+    if task not in TASKS:
+        return STOCK_STAGES
+    return LIFT_STAGES if TASKS[task].kind == "lift" else TRANSPORT_STAGES
 
 
 def _plot(path: str, result: dict) -> None:

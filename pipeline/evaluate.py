@@ -69,6 +69,9 @@ class EvalConfig:
     """use the raw weights instead of the EMA weights"""
     video_size: int = 192
     """video frame size in pixels"""
+    seeds_from: str = ""
+    """HDF5 demo file: start episode i of each task from the initial state of that task's i-th demo in the file
+    (the training demos: fitting vs generalization) instead of a fresh seeded layout"""
 
     def __post_init__(self) -> None:
         if self.episodes_per_task < 1:
@@ -81,6 +84,8 @@ class EvalConfig:
             raise UserError(f"--condition must be auto, language, video or goal_image, got {self.condition!r}")
         if self.goal_source not in ("expert", "demos"):
             raise UserError(f"--goal-source must be expert or demos, got {self.goal_source!r}")
+        if self.seeds_from and not os.path.isfile(self.seeds_from):
+            raise UserError(f"--seeds-from {self.seeds_from}: no such file")
         if self.max_steps < 1 or self.video_episodes < 0:
             raise UserError("--max-steps must be >= 1 and --video-episodes >= 0")
 
@@ -100,6 +105,7 @@ class Row:
     condition: str  # "train instruction" | "paraphrase" | "held-out task" | "video" | "goal image"
     instruction: str  # what the policy is told (the task's instruction for video/goal rows)
     task_input: object = None  # str instruction, {"video": clip} or goal image (H, W, 3)
+    init_states: list | None = None  # flattened MuJoCo states to start episode i from (--seeds-from)
 
 
 def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
@@ -150,7 +156,32 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
         rows = _demo_rows(rows, cfg, condition, {n: TASKS[n].instruction for n in names})
     if not rows:
         raise UserError("nothing to evaluate: no task of this checkpoint matches --tasks/--instructions")
+    if cfg.seeds_from:
+        attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task)
     return rows, env_args
+
+
+def attach_initial_states(rows: list[Row], path: str, n: int) -> None:
+    """Give each row the initial states (``states[0]``) of the first ``n`` demos of its task in ``path``
+    (training split first); a task with fewer demos is an error naming it."""
+    import h5py
+
+    from mtil.datasets.schema import inspect_file
+
+    info = inspect_file(path, check_values=False)
+    if info.problems:
+        raise UserError(f"--seeds-from: {info.problems[0]}")
+    with h5py.File(path, "r") as f:
+        train = set()
+        if "mask" in f and "train" in f["mask"]:
+            train = {x.decode() if isinstance(x, bytes) else str(x) for x in f["mask"]["train"][()]}
+        for row in rows:
+            demos = [d for d in info.demos if d.task_name == row.task or d.instruction == row.instruction]
+            demos.sort(key=lambda d: d.name not in train)  # training demos first (stable: file order)
+            if len(demos) < n or any("states" not in f["data"][d.name] for d in demos[:n]):
+                raise UserError(f"--seeds-from {path}: task {row.task!r} has {len(demos)} demos with states, "
+                                f"--episodes-per-task needs {n}")
+            row.init_states = [np.asarray(f["data"][d.name]["states"][0]) for d in demos[:n]]
 
 
 def _demo_rows(rows: list[Row], cfg: EvalConfig, condition: str, tasks: dict[str, str]) -> list[Row]:
@@ -194,6 +225,7 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
     from mtil.pipeline.checkpoint import load_policy
     from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
     from mtil.pipeline.sim.experts import run_expert_episode
+    from mtil.pipeline.sim.stages import StageTracker
 
     policy, _ = load_policy(ckpt_path, ema=ema)
     envs = {}
@@ -201,7 +233,7 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
         job = jobs.get()
         if job is None:
             return
-        jid, r, seed, record = job
+        jid, r, seed, record, i = job
         results.put(("start", jid, os.getpid()))
         row = rows[r]
         frames = []
@@ -218,18 +250,23 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
                 extra = {"goal_demo_success": bool(ok)}
             policy.reset()
             obs = env.reset(seed=seed)
+            if row.init_states is not None:
+                obs = env.reset_to_state(row.init_states[i])
+            tracker = StageTracker(env.raw)
             success, steps = False, 0
             while steps < max_steps:
                 steps += 1
                 action = policy.predict_action(obs, task_input)
                 obs, _, done, _ = env.step(action)
+                tracker.step(env.raw)
                 if record:
                     frames.append(env.render_frame("agentview", video_size))
                 if done:
                     success = True
                     break
             results.put(("done", jid, {"success": success, "length": steps, "error": None,
-                                       "seconds": time.perf_counter() - t0, **extra}, frames, goal))
+                                       "seconds": time.perf_counter() - t0, **tracker.summary(success), **extra},
+                         frames, goal))
         except Exception as e:  # a simulator fault is an error entry, not a crash of the evaluation
             envs.pop(row.task, None)
             results.put(("done", jid, {"success": False, "length": 0, "error": f"{type(e).__name__}: {e}"[:300],
@@ -268,7 +305,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     n = cfg.episodes_per_task
     episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
     # job order: episode index major, so early results cover every row
-    todo = [(r * n + i, r, cfg.seed + i, i < cfg.video_episodes) for i in range(n) for r in range(len(rows))]
+    todo = [(r * n + i, r, cfg.seed + i, i < cfg.video_episodes, i) for i in range(n) for r in range(len(rows))]
     ctx = mp.get_context("spawn")
     jobs, results = ctx.Queue(), ctx.Queue()
     for job in todo:
@@ -302,7 +339,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
                         if pid in running:
                             deaths = 0  # it died inside an episode: that episode is the error
                             jid = running.pop(pid)[0]
-                            _, r, seed, _ = job_by_id[jid]
+                            _, r, seed, _, _ = job_by_id[jid]
                             episodes[(r, jid % n)] = {"seed": seed, "success": False, "length": 0, "seconds": 0.0,
                                                       "error": f"worker died (exit code {p.exitcode})"}
                             done += 1
@@ -322,7 +359,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
             for pid, job in list(running.items()):
                 if job[0] == jid:
                     del running[pid]
-            _, r, seed, record = job_by_id[jid]
+            _, r, seed, record, _ = job_by_id[jid]
             episodes[(r, jid % n)] = {"seed": seed, **res}
             if record and frames:
                 write_video(os.path.join(out, "videos", f"{rows[r].task}__{_slug(rows[r].condition)}__{jid % n}.mp4"),

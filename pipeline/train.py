@@ -127,12 +127,26 @@ def build_policy_config(cfg: TrainConfig, manifest: dict) -> tuple[PolicyConfig,
     return pcfg, lang_emb
 
 
+def init_weights(model: MultiTaskPolicy, path: str, tasks: list[str], device) -> None:
+    """--init-from: start from a trained policy's (EMA) weights and normalization (fine-tuning)."""
+    init = load_checkpoint(path, map_location=device)
+    if list(init.tasks) != list(tasks):
+        raise UserError(f"--init-from {path}: trained on tasks {list(init.tasks)}, this data has {list(tasks)} "
+                        "(the same tasks in the same order are needed)")
+    try:
+        model.load_state_dict(init.weights(ema=True))
+    except (KeyError, RuntimeError) as e:
+        raise UserError(f"--init-from {path}: its policy does not fit this data/config ({str(e)[:200]})") from None
+
+
 def build_state(cfg: TrainConfig, pcfg: PolicyConfig, data: TrainData, lang_emb: torch.Tensor | None, dist: Dist,
                 resume: Checkpoint | None) -> TrainState:
     """Model (seeded init), its EMA copy and AdamW (no weight decay on vectors); restored from ``resume``
     with the sampler position and the RNG state."""
     torch.manual_seed(cfg.seed)
     model = MultiTaskPolicy(pcfg, data.stats, lang_emb).to(dist.device)
+    if cfg.init_from and resume is None:
+        init_weights(model, cfg.init_from, pcfg.tasks, dist.device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     decay, no_decay = [], []
     for p in model.parameters():

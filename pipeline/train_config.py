@@ -70,6 +70,9 @@ class TrainConfig(PolicyOptions):
     """DataLoader workers (-1: 0 for memory-mapped/in-RAM images, 2 for h5py reads)"""
     device: str = "auto"
     """auto (cuda if available) | cpu | cuda"""
+    init_from: str = ""
+    """start from this checkpoint's (EMA) weights and normalization instead of a fresh network (fine-tuning,
+    e.g. DAgger rounds); the data must have the same tasks, in the same order, and observation keys"""
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the policy options

@@ -7,5 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh "[test]"
+# robomimic's own reader checks that our files (DAgger rounds included) are robomimic-readable; its
+# dependency list pins old packages, and its reader needs none of them beyond ours: --no-deps
+"$VENV/bin/pip" install --quiet --no-deps robomimic==0.3.0
 "$VENV/bin/ruff" check --quiet .
 "$VENV/bin/pytest" -q "$@"

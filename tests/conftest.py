@@ -14,6 +14,14 @@ from mtil.datasets.synthetic import write_synthetic
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+# Measured: when a MuJoCo EGL context already exists in the process, the first import of triton (pulled in
+# lazily by torch during training) segfaults. Tests that simulate and train in one process would then
+# crash depending on test order; importing it first, as `mtil train` alone always does, avoids that.
+try:
+    import triton.runtime  # noqa: F401
+except ImportError:
+    pass
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -27,6 +27,7 @@ SUBCOMMANDS = [
     ("info", data.register_info, "print a summary table of HDF5 demo files or an ingest directory"),
     ("train", train.register_train, "train one multi-task policy by behavior cloning"),
     ("eval", eval_cmd.register_eval, "evaluate a checkpoint by parallel rollouts; report, plot and videos"),
+    ("dagger", sim.register_dagger, "DAgger: policy rollouts labelled by the scripted expert, aggregated, retrained"),
     ("quickstart", quickstart.register_quickstart, "collect, train and evaluate a small suite end to end"),
 ]
 

@@ -99,3 +99,29 @@ def _run_replay(a) -> int:
     if r["video"]:
         print(f"video: {r['video']}")
     return 0 if r["success"] else 3
+
+
+def register_dagger(sub, help_text: str) -> None:
+    from mtil.pipeline.sim.dagger import DaggerConfig
+
+    p = add_config_command(sub, "dagger", help_text, DaggerConfig, "Each round: policy rollouts (a step executes "
+                           "the expert's action with probability beta), every visited state labelled by the scripted "
+                           "expert and written as OUT/round_<r>/rollouts.hdf5; training on the aggregate; evaluation. "
+                           "Finished steps are reused, so rerunning the same command resumes. Exit 3 if a round's "
+                           "rollouts all error.", positional=("checkpoint",), required=("out", "data"))
+    p.set_defaults(func=_run_dagger)
+
+
+def _run_dagger(a) -> int:
+    import sys
+
+    from mtil.pipeline.sim.dagger import DaggerConfig, dagger
+
+    try:
+        s = dagger(dataclass_from_args(DaggerConfig, a))
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    with open(f"{a.out}/dagger.md") as f:
+        print(f.read())
+    return 0 if len(s["rounds"]) > 1 else 3

@@ -80,6 +80,17 @@ class CollectConfig:
     action_noise: float = 0.0
     """std of Gaussian noise on the expert's arm actions (0-2; the noisy action is executed and recorded):
     varied, partly failed, play-like episodes"""
+    noise: float = 0.0
+    """DART: std of Gaussian noise on the executed translation actions (0-1, 1 = 5 cm; 0.1-0.2 keep the expert
+    successful); the expert's clean action for each visited state is the recorded label, the executed action
+    is kept under executed_actions"""
+    policy: str = ""
+    """DAgger rollouts: this checkpoint acts, the expert labels every visited state, and every episode is kept
+    and trains, successful or not (see also `mtil dagger`)"""
+    beta: float = 0.0
+    """with --policy: probability that a step executes the expert's action instead of the policy's"""
+    dagger_round: int = -1
+    """DAgger round this file belongs to (recorded in the data attrs; -1: not DAgger)"""
     max_failures: int = 0
     """stop with an error when a task fails this many episodes (0: 10 + 2 * demos_per_task, or
     10 + 20 * demos_per_task with keep_failures)"""
@@ -104,6 +115,16 @@ class CollectConfig:
             raise UserError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
         if not 0.0 <= self.action_noise <= 2.0:
             raise UserError(f"--action-noise must be in [0, 2], got {self.action_noise}")
+        if not 0.0 <= self.noise <= 1.0:
+            raise UserError(f"--noise must be in [0, 1] (std in action units, 1 = 5 cm per step), got {self.noise}")
+        if self.noise > 0 and self.action_noise > 0:
+            raise UserError("--noise (DART: clean labels) and --action-noise (noisy labels) exclude each other")
+        if not 0.0 <= self.beta <= 1.0:
+            raise UserError(f"--beta must be in [0, 1], got {self.beta}")
+        if self.policy and not os.path.isfile(self.policy):
+            raise UserError(f"--policy {self.policy}: no such checkpoint file")
+        if self.policy and (self.noise > 0 or self.action_noise > 0):
+            raise UserError("--policy (DAgger rollouts) takes no --noise/--action-noise")
         if self.horizon < 10:
             raise UserError(f"--horizon must be >= 10, got {self.horizon}")
         out_dir = os.path.dirname(os.path.abspath(self.out))
@@ -121,24 +142,44 @@ class CollectConfig:
 
 
 def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep_failures: bool = False,
-                   action_noise: float = 0.0) -> dict | None:
-    """Run the expert once, recording everything a demo stores (``success`` says how it ended); None if it
-    did not succeed and ``keep_failures`` is off."""
+                   action_noise: float = 0.0, dart_noise: float = 0.0, policy=None, beta: float = 0.0) -> dict | None:
+    """Run one episode, recording everything a demo stores (``success`` says how it ended); None if it did
+    not succeed and ``keep_failures`` is off.
+
+    Without ``policy`` the scripted expert acts (``action_noise``: play-like noise, recorded; ``dart_noise``:
+    DART, the clean expert action recorded). With ``policy`` (DAgger) the policy acts, except that with
+    probability ``beta`` a step executes the expert's action instead; every step is labelled with the
+    expert's clean action for the visited state. ``executed_actions`` always holds what was executed.
+    """
     from mtil.pipeline.sim.experts import run_expert_episode
 
-    obs_list, states, actions, rewards, dones = [], [], [], [], []
+    obs_list, states, actions, rewards, dones, executed = [], [], [], [], [], []
 
-    def on_step(obs, state, action, reward, done):
-        for lst, x in zip((obs_list, states, actions, rewards, dones), (obs, state, action, reward, done)):
+    def on_step(obs, state, action, reward, done, ex):
+        for lst, x in zip((obs_list, states, actions, rewards, dones, executed),
+                          (obs, state, action, reward, done, ex)):
             lst.append(x)
 
+    driver = None
+    if policy is not None:
+        policy.reset()
+        mix = np.random.default_rng([seed, 31337])
+        instruction = env.instruction
+
+        def driver(obs, clean):
+            if beta > 0 and mix.random() < beta:
+                policy.predict_action(obs, instruction)  # keep the policy's history in step with the episode
+                return clean
+            return np.clip(np.asarray(policy.predict_action(obs, instruction), dtype=np.float64), -1.0, 1.0)
+
     ok, _, final_obs = run_expert_episode(env, task, seed, horizon=horizon, on_step=on_step,
-                                          action_noise=action_noise)
+                                          action_noise=action_noise, dart_noise=dart_noise, driver=driver)
     if not ok and not keep_failures:
         return None
     ep = {
         "success": bool(ok),
         "actions": np.asarray(actions, np.float64),
+        "executed_actions": np.asarray(executed, np.float64),
         "rewards": np.asarray(rewards, np.float64),
         "dones": np.asarray(dones, np.int64),
         "states": np.asarray(states, np.float64),
@@ -150,13 +191,23 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep
     return ep
 
 
-def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, keep_failures: bool = False,
-                 action_noise: float = 0.0) -> None:
-    """Worker loop: build an env per scene once, run jobs ``(task, index, seed)`` until ``None``."""
+def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, opts: dict) -> None:
+    """Worker loop: build an env per scene once, run jobs ``(task, index, seed)`` until ``None``.
+
+    ``opts``: keep_failures, action_noise, dart_noise, policy (checkpoint path or ""), beta.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     from mtil.pipeline.sim.envs import UnstableSimulation, make_env
     from mtil.pipeline.sim.tasks import TASKS
 
+    policy = None
+    if opts.get("policy"):
+        import torch
+
+        from mtil.pipeline.checkpoint import load_policy
+
+        torch.set_num_threads(1)  # workers share the cores
+        policy, _ = load_policy(opts["policy"])
     envs = {}
     while True:
         job = jobs.get()
@@ -170,8 +221,10 @@ def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, ke
             env = envs[scene]
             env.raw.set_task(task)
             env.task, env.instruction = task, TASKS[task].instruction
-            ep = record_episode(env, task, seed, horizon, next_obs, keep_failures, action_noise)
-            results.put(("ok" if ep is not None and ep["success"] else "fail", task, index, ep))
+            ep = record_episode(env, task, seed, horizon, next_obs, opts["keep_failures"], opts["action_noise"],
+                                opts["dart_noise"], policy, opts["beta"])
+            results.put(("ok" if ep is not None and (ep["success"] or policy is not None) else "fail",
+                         task, index, ep))
         except UnstableSimulation as e:
             results.put(("error", task, index, str(e)))
         except Exception as e:  # a renderer/sim fault: record it with the seed, keep running
@@ -186,7 +239,7 @@ def _write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) 
     T = len(ep["actions"])
     g.attrs.update(num_samples=T, language_instruction=instruction, mtil_task=task, seed=seed,
                    model_file=ep["model_file"], success=ep["success"])
-    for k in ("actions", "states", "rewards", "dones"):
+    for k in ("actions", "executed_actions", "states", "rewards", "dones"):
         g.create_dataset(k, data=ep[k])  # contiguous, uncompressed: memory-mappable
     for grp in ("obs", "next_obs"):
         if grp in ep:
@@ -218,8 +271,10 @@ def collect(cfg: CollectConfig) -> dict:
 
     def start_worker(slot: int | None = None) -> None:
         jq = ctx.Queue()
-        p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs,
-                                                   cfg.keep_failures, cfg.action_noise), daemon=True)
+        opts = {"keep_failures": cfg.keep_failures or bool(cfg.policy), "action_noise": cfg.action_noise,
+                "dart_noise": cfg.noise, "policy": cfg.policy, "beta": cfg.beta}
+        p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs, opts),
+                        daemon=True)
         p.start()
         w = {"proc": p, "jobs": jq, "job": None}
         if slot is None:
@@ -295,7 +350,7 @@ def collect(cfg: CollectConfig) -> dict:
         total = 0
         for i, key in enumerate(order):
             f.move(f"data/{kept[key]}", f"data/demo_{i}")
-            if data[f"demo_{i}"].attrs["success"]:
+            if data[f"demo_{i}"].attrs["success"] or cfg.policy:  # DAgger: expert labels, every episode trains
                 names_by_task[key[0]].append(f"demo_{i}")
             else:
                 failed_names.append(f"demo_{i}")
@@ -303,6 +358,11 @@ def collect(cfg: CollectConfig) -> dict:
         data.attrs["total"] = total
         data.attrs["env_args"] = json.dumps(env_args)
         data.attrs["mtil_collect"] = json.dumps({k: v for k, v in asdict(cfg).items() if k != "task_names"})
+        data.attrs["mtil_source"] = ("dagger" if cfg.policy else "dart" if cfg.noise else
+                                     "play" if cfg.action_noise else "expert")
+        if cfg.policy:
+            data.attrs["dagger_round"] = cfg.dagger_round
+            data.attrs["dagger_policy"] = os.path.abspath(cfg.policy)
         train, valid = [], []
         for t in tasks:
             n_valid = int(cfg.valid_fraction * len(names_by_task[t]))
