@@ -228,7 +228,7 @@ class ScriptedExpert:
 
 def run_expert_episode(env, task: str, seed: int, horizon: int = 400, hold: int = 5,
                        on_step=None, action_noise: float = 0.0, dart_noise: float = 0.0,
-                       driver=None) -> tuple[bool, int, dict]:
+                       driver=None, displace_steps: int = 0) -> tuple[bool, int, dict]:
     """Run the expert on a ``SimEnv`` (reset with ``seed``) until success held ``hold`` steps or ``horizon``.
 
     Noise (seeded by ``seed``):
@@ -238,6 +238,10 @@ def run_expert_episode(env, task: str, seed: int, horizon: int = 400, hold: int 
       the visited state is recorded as the label, so the demos show how to get back from where the noise
       pushed the arm.
 
+    ``displace_steps``: after the reset, push the arm with one random constant action (translation in
+    [-1, 1]^3, gripper open or closed; seeded) for this many steps before the expert takes over: a start
+    state the expert never produces itself (not recorded, not counted in ``steps``).
+
     ``driver(obs, clean_action) -> action`` (DAgger): someone else (a policy) acts; the expert's clean action
     for every visited state is the label.
 
@@ -246,6 +250,11 @@ def run_expert_episode(env, task: str, seed: int, horizon: int = 400, hold: int 
     sent to the simulator. Returns (success, steps, observation after the last step).
     """
     obs = env.reset(seed=seed)
+    if displace_steps:
+        push_rng = np.random.default_rng([seed, 4242])
+        push = np.r_[push_rng.uniform(-1, 1, 3), np.zeros(3), push_rng.choice([-1.0, 1.0])]
+        for _ in range(displace_steps):
+            obs = env.step(push)[0]
     expert = ScriptedExpert(task, env.raw, np.random.default_rng([seed, 7919]))
     jitter_rng = np.random.default_rng([seed, 7919, 1])
     noise_rng = np.random.default_rng([seed, 104729])
