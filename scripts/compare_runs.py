@@ -1,0 +1,91 @@
+"""Compare training setups over seeds: one markdown row per setup from its runs' eval.json files.
+
+    python scripts/compare_runs.py "BC=runs/bc-s*/eval" "DART 0.1=runs/dart1-s*/eval" [--stages] [--json out.json]
+
+Each argument is LABEL=GLOB (the glob matches eval directories written by `mtil eval`, one per training
+seed). A row gives every seed's successes (training-instruction rows, all tasks pooled), the mean success
+rate over seeds and its range (min..max), and with ``--stages`` the pooled "where episodes end" counts
+(furthest stage of every episode; see pipeline/sim/stages.py). Seeds are compared on the same evaluation
+episodes when the runs used the same `mtil eval --seed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+STAGES = ("start", "reached", "grasped", "lifted", "above target", "success")
+
+
+def load(pattern: str) -> list[dict]:
+    runs = []
+    for d in sorted(glob.glob(pattern)):
+        path = os.path.join(d, "eval.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                runs.append(json.load(f))
+    return runs
+
+
+def summarize(label: str, runs: list[dict]) -> dict:
+    per_seed, stages, stalled = [], {}, 0
+    for r in runs:
+        o = r["overall"]["train instruction"]
+        per_seed.append({"checkpoint": r["checkpoint"], "successes": o["successes"], "n": o["n"],
+                         "errors": o["errors"], "complete": r["complete"]})
+        for row in r["rows"]:
+            w = row.get("where_episodes_end") or {"stages": {}, "stalled": 0}
+            for s, c in w["stages"].items():
+                stages[s] = stages.get(s, 0) + c
+            stalled += w["stalled"]
+    rates = [p["successes"] / p["n"] for p in per_seed if p["n"]]
+    return {"label": label, "seeds": per_seed, "mean": sum(rates) / len(rates) if rates else None,
+            "min": min(rates) if rates else None, "max": max(rates) if rates else None,
+            "stages": stages, "stalled": stalled}
+
+
+def table(rows: list[dict], with_stages: bool) -> str:
+    used = [s for s in STAGES if any(s in r["stages"] for r in rows)]
+    head = "| setup | per seed | mean [range] |"
+    if with_stages:
+        head += "".join(f" {s} |" for s in used) + " stalled |"
+    lines = [head, "|---" * (3 + (len(used) + 1 if with_stages else 0)) + "|"]
+    for r in rows:
+        seeds = ", ".join(f"{p['successes']}/{p['n']}" + ("" if p["complete"] else " (incomplete)") for p in r["seeds"])
+        rate = "-" if r["mean"] is None else f"{r['mean']:.0%} [{r['min']:.0%}, {r['max']:.0%}]"
+        line = f"| {r['label']} | {seeds} | {rate} |"
+        if with_stages:
+            line += "".join(f" {r['stages'].get(s, 0)} |" for s in used) + f" {r['stalled']} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("setups", nargs="+", metavar="LABEL=GLOB", help="a setup and the glob of its eval dirs")
+    ap.add_argument("--stages", action="store_true", help="add the pooled 'where episodes end' counts")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    a = ap.parse_args()
+    rows = []
+    for s in a.setups:
+        if "=" not in s:
+            print(f"error: {s!r}: expected LABEL=GLOB", file=sys.stderr)
+            return 2
+        label, pattern = s.split("=", 1)
+        runs = load(pattern)
+        if not runs:
+            print(f"error: {label}: no eval.json under {pattern!r}", file=sys.stderr)
+            return 2
+        rows.append(summarize(label, runs))
+    print(table(rows, a.stages), end="")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
