@@ -57,7 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv or command is None else 2
-    return run_guarded(args.func, args)
+    try:
+        code = run_guarded(args.func, args)
+        sys.stdout.flush()  # a closed pipe (`mtil tasks | head -3`) shows up here, not at exit
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 0
+    return code
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our stdout went away (`| head`): end quietly, as `cat` does, with no traceback and no
+    "Exception ignored" message from the interpreter's final flush."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (captured by a test)
+        pass
 
 
 if __name__ == "__main__":
