@@ -10,6 +10,7 @@ import platform
 import numpy as np
 
 from mtil.datasets.atomic import atomic_write, write_json_atomic
+from mtil.datasets.errors import UserError
 from mtil.pipeline.mp4 import write_mp4
 
 
@@ -47,6 +48,31 @@ def stage_counts(episodes: list[dict]) -> dict:
     return {"stages": counts, "stalled": sum(bool(e.get("stalled")) for e in valid)}
 
 
+def prepare_out(path: str) -> str:
+    """Create ``path``/videos; a file in the way or a read-only folder is a ``UserError``."""
+    out = os.path.abspath(path)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {path}: exists and is not a directory")
+    try:
+        os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {path}: cannot create it ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"--out {path}: not writable")
+    return out
+
+
+def error_summary(episodes: dict, finished: bool) -> dict:
+    """``complete`` is true only when every episode ran and none errored; ``errors`` counts the errored
+    episodes, ``error_counts`` their messages."""
+    errors = [e["error"] for e in episodes.values() if e is not None and e["error"]]
+    counts: dict[str, int] = {}
+    for msg in errors:
+        counts[msg] = counts.get(msg, 0) + 1
+    return {"complete": finished and not errors, "interrupted": not finished, "errors": len(errors),
+            "error_counts": dict(sorted(counts.items(), key=lambda kv: -kv[1]))}
+
+
 def write_outputs(out: str, rows, episodes: dict, n: int, meta: dict) -> dict:
     result_rows = []
     for r, row in enumerate(rows):
@@ -73,8 +99,11 @@ def _fmt(s: dict) -> str:
 
 def _write_report(path: str, result: dict) -> None:
     lines = [f"# Evaluation of `{os.path.basename(result['checkpoint'])}` (step {result['step']})", ""]
-    if not result["complete"]:
+    if result.get("interrupted", not result["complete"]):
         lines += ["**INCOMPLETE: interrupted; only the episodes that finished are counted.**", ""]
+    if result.get("errors"):
+        lines += [f"**INCOMPLETE: {result['errors']} episode(s) ended in an error** (not counted as failures):", ""]
+        lines += [f"- {n} x {msg}" for msg, n in result["error_counts"].items()] + [""]
     lines += [f"checkpoint sha256 `{result['checkpoint_sha256'][:16]}`, env `{result['env_name']}`, "
               f"{result['config']['episodes_per_task']} episodes per row, seeds {result['config']['seed']}.."
               f"{result['config']['seed'] + result['config']['episodes_per_task'] - 1}, {result['machine']}, "

@@ -6,7 +6,9 @@ The environment is rebuilt from the checkpoint's recorded ``env_args`` (same ren
 data). Episode i of every task uses seed ``--seed + i``, for every checkpoint, so comparisons between
 checkpoints and between rows of one task (training instruction vs paraphrase) are paired. An episode
 that raises (unstable physics, renderer failure) or whose worker dies is an *error* row entry, counted
-apart from failures; the run goes on. Ctrl-C writes what finished, marked ``"complete": false``.
+apart from failures; the run goes on, and eval.json says ``"complete": false`` with the error counts (the
+CLI exits 3). Ctrl-C writes what finished, marked ``"complete": false, "interrupted": true``. An env that
+cannot be built, or lacks a key the policy reads, stops the evaluation before any worker starts.
 
 Rows: for each task, the training instruction; with ``--instructions heldout|all`` also each held-out
 paraphrase and each held-out task composition (never demonstrated); with ``--condition video`` the task
@@ -218,6 +220,9 @@ def _demo_rows(rows: list[Row], cfg: EvalConfig, condition: str, tasks: dict[str
 def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_steps: int, video_size: int,
             jobs, results) -> None:
     """Worker process: one policy copy, one simulator per task, episodes from ``jobs`` until None."""
+    from mtil.pipeline.sim.probe import worker_setup
+
+    worker_setup()  # Ctrl-C is the parent's; die with the parent
     os.environ.setdefault("MUJOCO_GL", "egl")
     import torch
 
@@ -300,8 +305,12 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
             for r in rows:
                 if isinstance(r.task_input, str):
                     r.task_input = emb[r.task_input]
-    out = os.path.abspath(cfg.out)
-    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
+    from mtil.pipeline.eval_report import error_summary, prepare_out
+    from mtil.pipeline.sim.probe import check_env_for_policy
+
+    suite = env_args["env_name"] == "MtilTabletop"  # before any worker: the env builds and gives the policy's keys
+    check_env_for_policy(env_args, rows[0].task if suite else None, ckpt.policy_config, f"{cfg.checkpoint}: env_args")
+    out = prepare_out(cfg.out)
     n = cfg.episodes_per_task
     episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
     # job order: episode index major, so early results cover every row
@@ -324,7 +333,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     running: dict[int, tuple] = {}  # pid -> job it started
     job_by_id = {j[0]: j for j in todo}
     done = deaths = 0
-    complete = False
+    finished = False
     t0 = time.time()
     bar = tqdm(total=len(todo), desc="eval", unit="ep", dynamic_ncols=True, disable=None)
     try:
@@ -372,7 +381,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
             if bar.disable and (done % max(1, len(todo) // 10) == 0 or done == len(todo)):  # logs, not a terminal
                 print(f"eval: {done}/{len(todo)} episodes, success so far {rate}, {time.time() - t0:.0f} s",
                       file=sys.stderr, flush=True)
-        complete = True
+        finished = True
     except KeyboardInterrupt:
         print("\ninterrupted: writing the episodes that finished (marked incomplete)", file=sys.stderr)
     finally:
@@ -385,7 +394,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
                 p.kill()
     meta = {"checkpoint": os.path.abspath(cfg.checkpoint) if checkpoint is None else cfg.checkpoint,
             "checkpoint_sha256": file_sha256(cfg.checkpoint) if checkpoint is None else "(in memory)",
-            "step": ckpt.step, "seconds": time.time() - t0, "complete": complete,
+            "step": ckpt.step, "seconds": time.time() - t0, **error_summary(episodes, finished),
             "config": {k: v for k, v in vars(cfg).items()}, "env_name": env_args["env_name"]}
     return write_outputs(out, rows, episodes, n, meta)
 

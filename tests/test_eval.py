@@ -117,7 +117,7 @@ def test_crashing_worker_is_an_error_row(trained, tmp_path):
     assert killed and row["errors"] == 1 and row["n"] == 1, row
     errors = [e for e in row["episodes"] if e["error"]]
     assert "worker died" in errors[0]["error"] and errors[0]["seed"] == 1000 + killed[0] % 2
-    assert res["complete"] is True
+    assert res["complete"] is False and res["interrupted"] is False and res["errors"] == 1
 
 
 def test_simulator_exception_is_an_error_row(trained, tmp_path, monkeypatch):
@@ -138,3 +138,57 @@ def test_unknown_task_and_missing_checkpoint(trained, tmp_path, capsys):
     assert "fly_to_moon" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "y")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_errored_episodes_make_eval_fail(trained, tmp_path, monkeypatch, capsys):
+    """Issue 14, defect 1: episodes that raise make `mtil eval` exit 3 with the error counts, and eval.json
+    says complete: false with the errors listed (it said complete: true, exit 0)."""
+    from mtil.pipeline.cli.main import main
+
+    monkeypatch.setattr(ev, "plan_rows", lambda cfg, ckpt: ([Row("lift_red", "train instruction", "lift the red cube",
+                                                                 np.array([object()]))], ckpt.env_args))
+    out = tmp_path / "e"
+    assert main(["eval", trained, "--out", str(out), "--episodes-per-task", "2", "--workers", "1",
+                 "--max-steps", "3", "--video-episodes", "0"]) == 3
+    captured = capsys.readouterr()
+    assert "2 episode(s) ended in an error" in captured.err and "2 x " in captured.err
+    report = json.loads((out / "eval.json").read_text())
+    assert report["complete"] is False and report["errors"] == 2 and sum(report["error_counts"].values()) == 2
+    assert "ended in an error" in (out / "report.md").read_text()
+
+
+def _altered(trained: str, tmp_path, name: str, change) -> str:
+    import torch
+
+    d = torch.load(trained, weights_only=True)
+    change(d)
+    path = str(tmp_path / name)
+    torch.save(d, path)
+    return path
+
+
+@pytest.mark.parametrize("what, change, expect", [
+    ("env", lambda d: d["env_args"].update(env_name="NoSuchEnv"), "unknown environment 'NoSuchEnv'"),
+    ("robot", lambda d: d["env_args"]["env_kwargs"].update(robots=["NoSuchRobot"]), "NoSuchRobot"),
+    ("key", lambda d: d["policy_config"]["lowdim_keys"].__setitem__(0, "robot0_eef_quat_site"),
+     "robot0_eef_quat_site"),
+])
+def test_env_that_cannot_serve_the_policy_stops_eval_before_workers(trained, tmp_path, capsys, monkeypatch,
+                                                                     what, change, expect):
+    """An env that cannot be built (unknown env or robot), or that lacks a key the policy reads: exit 2
+    naming the cause, before any worker starts (it was exit 0 with every episode an error)."""
+    from mtil.pipeline.cli.main import main
+
+    monkeypatch.setattr(ev, "_worker", None)  # a worker started would fail loudly
+    ckpt = _altered(trained, tmp_path, f"{what}.pt", change)
+    assert main(["eval", ckpt, "--out", str(tmp_path / what), "--episodes-per-task", "1", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err, err
+
+
+def test_out_that_is_a_file_is_a_user_error(trained, tmp_path, capsys):
+    from mtil.pipeline.cli.main import main
+
+    (tmp_path / "f").write_text("x")
+    assert main(["eval", trained, "--out", str(tmp_path / "f"), "--episodes-per-task", "1"]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -14,7 +14,22 @@ def register_eval(sub, help_text: str) -> None:
         from mtil.pipeline.evaluate import evaluate
 
         result = evaluate(dataclass_from_args(EvalConfig, a))
-        print(open(f"{a.out}/report.md").read())
-        return 0 if result["complete"] else 130
+        with open(f"{a.out}/report.md") as f:
+            print(f.read())
+        return eval_exit_code(result)
 
     p.set_defaults(func=run)
+
+
+def eval_exit_code(result: dict) -> int:
+    """0 when every episode ran without error; 3 (and the error counts on stderr) when any episode errored;
+    130 when interrupted."""
+    import sys
+
+    if result.get("errors"):
+        print(f"error: {result['errors']} episode(s) ended in an error, not a success or failure:", file=sys.stderr)
+        for msg, n in list(result["error_counts"].items())[:10]:
+            print(f"  {n} x {msg}", file=sys.stderr)
+    if result.get("interrupted"):
+        return 130
+    return 3 if result.get("errors") or not result["complete"] else 0

@@ -11,9 +11,9 @@ def register_quickstart(sub, help_text: str) -> None:
     p = add_config_command(sub, "quickstart", help_text, QuickstartConfig)
 
     def run(a) -> int:
+        from mtil.pipeline.cli.eval import eval_exit_code
         from mtil.pipeline.quickstart import quickstart
 
-        result = quickstart(dataclass_from_args(QuickstartConfig, a))
-        return 0 if result["complete"] else 130
+        return eval_exit_code(quickstart(dataclass_from_args(QuickstartConfig, a)))
 
     p.set_defaults(func=run)

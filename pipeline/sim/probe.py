@@ -1,0 +1,123 @@
+"""Check, before any long work starts, that the environment a dataset's ``env_args`` describe can be built
+and produces the observation keys a policy reads (issue 14, defect 1).
+
+``probe_env(env_args, task)`` builds the env once in a spawned child process (so no MuJoCo/EGL context is
+ever created in a training process, see tests/conftest.py) and returns its ``observation_spec()``; a
+construction failure (unknown env name, robot, controller) is a ``UserError`` naming the cause.
+``check_policy_keys`` compares a policy's keys and sizes with such a spec. Results are cached per process,
+so periodic rollouts during training probe once.
+
+Worker processes call ``worker_setup()`` first: they ignore Ctrl-C (the parent handles it and stops them)
+and die with their parent (Linux ``PR_SET_PDEATHSIG``), so a ``kill -9`` of `mtil collect` or `mtil eval`
+leaves no worker running with episodes still queued.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import multiprocessing as mp
+import os
+import queue
+import signal
+
+from mtil.datasets.errors import UserError
+
+_CACHE: dict[str, dict] = {}
+PR_SET_PDEATHSIG = 1
+
+
+def worker_setup() -> None:
+    """First call of every worker process: ignore SIGINT, and get SIGKILL when the parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's queue timeouts still end us
+        return
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def known_env(env_args: dict | None) -> bool:
+    """Whether ``env_args`` name an env we can build: our suite or a registered robosuite env (imports
+    robosuite, not MuJoCo rendering). False when robosuite is not installed."""
+    if not env_args or not isinstance(env_args, dict) or "env_name" not in env_args:
+        return False
+    try:
+        from mtil.pipeline.sim.render import import_robosuite
+
+        import_robosuite()
+        from robosuite.environments.base import REGISTERED_ENVS
+    except ImportError:
+        return False
+    return env_args["env_name"] == "MtilTabletop" or env_args["env_name"] in REGISTERED_ENVS
+
+
+def _probe_child(env_args: dict, task: str | None, out) -> None:
+    worker_setup()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        from mtil.pipeline.sim.envs import make_env
+
+        env = make_env(env_args, task=task)
+        spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
+        env.close()
+        out.put(("ok", spec))
+    except Exception as e:  # noqa: BLE001 - whatever the constructor raises is the user's cause
+        out.put(("error", f"{type(e).__name__}: {e}"[:400]))
+
+
+def probe_env(env_args: dict, task: str | None = None, where: str = "env_args", timeout: float = 300) -> dict:
+    """``{key: [shape, dtype]}`` of the env ``env_args`` describe (suite envs: for ``task``); raises
+    ``UserError`` naming ``where`` and the cause when it cannot be built."""
+    cache_key = json.dumps([env_args, task], sort_keys=True, default=str)
+    if cache_key in _CACHE:
+        return _CACHE[cache_key]
+    if env_args.get("env_name") != "MtilTabletop" and not known_env(env_args):
+        raise UserError(f"{where}: unknown environment {env_args.get('env_name')!r} (neither the mtil suite nor "
+                        "a registered robosuite env)")
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=_probe_child, args=(env_args, task, out), daemon=True)
+    p.start()
+    try:
+        status, value = out.get(timeout=timeout)
+    except queue.Empty:
+        status, value = "error", f"no answer from the environment (exit code {p.exitcode})"
+    finally:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+    if status != "ok":
+        name = env_args.get("env_name")
+        robots = (env_args.get("env_kwargs") or {}).get("robots")
+        raise UserError(f"{where}: cannot build environment {name!r} (robots {robots!r}): {value}")
+    _CACHE[cache_key] = value
+    return value
+
+
+def check_policy_keys(spec: dict, keys: list[str], dims: dict[str, int] | None = None, where: str = "",
+                      fix: str = "") -> None:
+    """Raise ``UserError`` when the env's ``spec`` lacks one of ``keys`` or gives it another size."""
+    import numpy as np
+
+    missing = [k for k in keys if k not in spec]
+    if missing:
+        raise UserError(f"{where}: the policy reads observation key(s) {', '.join(missing)}, which the environment "
+                        f"does not produce (it gives: {', '.join(sorted(spec))}){fix}")
+    for k, d in (dims or {}).items():
+        have = int(np.prod(spec[k][0]))
+        if have != d:
+            raise UserError(f"{where}: observation key {k} has {d} values in the data but {have} in the "
+                            f"environment{fix}")
+
+
+def check_env_for_policy(env_args: dict, task: str | None, pcfg, where: str,
+                         fix: str = " (retrain with --lowdim-keys naming keys the environment produces)") -> None:
+    """The env ``env_args`` describe can be built and produces every key the policy config ``pcfg``
+    reads, with the same sizes; else ``UserError`` naming the cause."""
+    spec = probe_env(env_args, task, where=where)
+    check_policy_keys(spec, pcfg.image_keys + pcfg.lowdim_keys, dict(zip(pcfg.lowdim_keys, pcfg.lowdim_dims)),
+                      where=f"{where} ({env_args.get('env_name')})", fix=fix)
