@@ -28,6 +28,9 @@ import numpy as np
 from mtil.datasets.errors import DataError, Problem
 
 IMAGE_SUFFIXES = ("_image", "_rgb")
+PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+"""The proprioception keys mtil's environments give at rollout (pipeline/sim/envs.py): the default low-dim
+keys of a policy, where the data has them."""
 
 
 def is_image_key(key: str) -> bool:

@@ -31,7 +31,15 @@ from mtil.encoders.conditioning import ConditioningConfig
 from mtil.pipeline.checkpoint import Checkpoint, build_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
 from mtil.pipeline.train_config import RESUME_FREE, TrainConfig
-from mtil.pipeline.train_data import TrainData, add_clips, batch_stream, build_data, load_demos
+from mtil.pipeline.train_data import (
+    TrainData,
+    add_clips,
+    batch_stream,
+    build_data,
+    check_rollout_envs,
+    default_lowdim_keys,
+    load_demos,
+)
 
 __all__ = ["TrainConfig", "add_clips", "train", "train_step", "validation_loss"]
 
@@ -123,7 +131,8 @@ def build_policy_config(cfg: TrainConfig, manifest: dict) -> tuple[PolicyConfig,
         lang_emb = LanguageEncoder().encode(instructions)
     cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=len(instructions),
                               lang_dim=lang_emb.shape[1] if lang_emb is not None else 384, goal_prob=cfg.goal_prob)
-    pcfg = PolicyConfig.from_manifest(manifest, cfg, cond, cfg.image_keys or None, cfg.lowdim_keys or None)
+    pcfg = PolicyConfig.from_manifest(manifest, cfg, cond, cfg.image_keys or None,
+                                      cfg.lowdim_keys or default_lowdim_keys(manifest))
     return pcfg, lang_emb
 
 
@@ -228,6 +237,8 @@ def train(cfg: TrainConfig) -> str:
     resume = resume_checkpoint(cfg, last)
     manifest, stats, splits = load_demos(cfg)
     pcfg, lang_emb = build_policy_config(cfg, manifest)
+    if not cfg.skip_env_check and resume is None:
+        check_rollout_envs(manifest, pcfg)
     data = build_data(cfg, manifest, stats, splits, pcfg, dist.rank, dist.world)
     state = build_state(cfg, pcfg, data, lang_emb, dist, resume)
     net = torch.nn.parallel.DistributedDataParallel(state.model) if dist.world > 1 else state.model

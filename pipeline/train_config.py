@@ -63,7 +63,11 @@ class TrainConfig(PolicyOptions):
     image_keys: list[str] = field(default_factory=list)
     """cameras to use (default: every *_image key in the data)"""
     lowdim_keys: list[str] = field(default_factory=list)
-    """low-dim keys (default: robot proprioception: keys with eef, gripper or joint in the name)"""
+    """low-dim keys (default: the proprioception mtil's environments give at rollout, robot0_eef_pos,
+    robot0_eef_quat, robot0_gripper_qpos, those in the data; data with none of them: keys with eef, gripper or
+    joint in the name)"""
+    skip_env_check: bool = False
+    """do not check at start that the environment of each file's env_args produces the policy's keys"""
     goal_max_offset: int = 0
     """goal_image: goals at most this many steps ahead (0: anywhere in the demo's future)"""
     num_workers: int = -1
@@ -103,7 +107,7 @@ class TrainConfig(PolicyOptions):
 
 
 # Fields that do not change what is computed: they may differ when resuming.
-RESUME_FREE = {"resume", "save_every", "eval_every", "num_workers", "device", "out", "rollout_every",
+RESUME_FREE = {"skip_env_check", "resume", "save_every", "eval_every", "num_workers", "device", "out", "rollout_every",
                "rollout_episodes"}
 
 

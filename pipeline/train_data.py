@@ -70,6 +70,34 @@ def load_demos(cfg: TrainConfig) -> tuple[dict, dict, tuple[str, ...]]:
     return manifest, stats, splits
 
 
+def default_lowdim_keys(manifest: dict) -> list[str] | None:
+    """The low-dim keys a policy reads by default: those of ``PROPRIO_KEYS`` (what mtil's environments give at
+    rollout) the data holds, as low-dim keys; None (the policy's own default) when it holds none of them.
+    Issue 14: taking every proprio-looking key (robot0_eef_quat_site, robot0_joint_acc, ...) made policies
+    no environment could feed."""
+    from mtil.datasets.schema import PROPRIO_KEYS
+
+    keys = [k for k in PROPRIO_KEYS if k in manifest["obs"] and not manifest["obs"][k]["image"]]
+    return keys or None
+
+
+def check_rollout_envs(manifest: dict, pcfg: PolicyConfig) -> None:
+    """Before training: the environment of each file's ``env_args`` (where robosuite knows it) produces
+    every key the policy reads, with the same sizes; else ``UserError`` naming the file and the key."""
+    from mtil.pipeline.sim.probe import check_env_for_policy, known_env
+
+    seen: set[str] = set()
+    for f in manifest["files"]:
+        args = f.get("env_args")
+        key = repr(args)
+        if key in seen or not known_env(args):
+            continue
+        seen.add(key)
+        task = next(iter(args.get("mtil_tasks") or {}), None) if args["env_name"] == "MtilTabletop" else None
+        check_env_for_policy(args, task, pcfg, f"{f['path']}: env_args",
+                             fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)")
+
+
 def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str, ...], pcfg: PolicyConfig,
                rank: int = 0, world: int = 1) -> TrainData:
     """Windowed datasets of the policy's observation keys and the stratified sampler of ``rank`` (of

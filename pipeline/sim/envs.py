@@ -38,6 +38,7 @@ import json
 
 import numpy as np
 
+from mtil.datasets.schema import PROPRIO_KEYS
 from mtil.pipeline.sim.render import FastRenderMixin, RenderSettings, import_robosuite
 from mtil.pipeline.sim.scene import MtilTabletop
 from mtil.pipeline.sim.tasks import TASKS
@@ -53,7 +54,6 @@ from robosuite.environments.base import REGISTERED_ENVS  # noqa: E402
 
 SUITE_ENV_NAME = "MtilTabletop"
 CAMERAS = ("agentview", "robot0_eye_in_hand")
-PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 CONTROL_FREQ = 20
 
 
