@@ -53,6 +53,27 @@ class AtomicPath:
         self.done = True
 
 
+def check_writable_dir(path: str, option: str = "--out") -> str:
+    """``path`` is a directory we can write in, or can be created: its nearest existing ancestor is a
+    writable directory (tested by creating a temp file there, which also catches read-only mounts). Creates
+    nothing; raises ``UserError`` naming ``option`` otherwise. Returns the absolute path."""
+    from mtil.datasets.errors import UserError
+
+    out = os.path.abspath(path)
+    probe = out
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        what = "exists and is not a directory" if probe == out else f"{probe} is a file, not a directory"
+        raise UserError(f"{option} {path}: {what}")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise UserError(f"{option} {path}: cannot write in {probe} ({e.strerror})") from None
+    return out
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

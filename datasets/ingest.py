@@ -34,6 +34,10 @@ class IngestConfig:
     overwrite: bool = False
     """Replace an existing manifest in --out."""
 
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
+
 
 def ingest(cfg: IngestConfig) -> dict:
     out = os.path.abspath(cfg.out)

@@ -7,7 +7,7 @@ training can also build it in memory straight from HDF5 paths.
 
 Manifest schema (version 1)::
 
-    files: [{path, layout, size_bytes, num_demos, num_steps, env_args, flip_images, key_map}]
+    files: [{path, layout, size_bytes, mtime_ns, fingerprint, num_demos, num_steps, env_args, flip_images, key_map}]
     tasks: [{id, instruction, num_demos, num_steps, num_train, num_valid}]
     demos: [{file, name, task, length, split}]          # file = index into files; split: train | valid |
                                                          # failed (mask/failed: unsuccessful episodes) | unused
@@ -89,6 +89,7 @@ def build_manifest(paths: list[str], instructions: list[str] | None = None, vali
             demos.append({"file": fi, "name": d.name, "task": task_of[d.name], "length": d.length,
                           "split": split[d.name]})
         files.append({"path": info.path, "layout": info.layout, "size_bytes": info.size_bytes,
+                      "mtime_ns": os.stat(info.path).st_mtime_ns, "fingerprint": fingerprint(info.path),
                       "num_demos": len(info.demos), "num_steps": info.num_steps, "env_args": info.env_args,
                       "flip_images": info.flip_images, "key_map": info.key_map})
     ref = infos[0]
@@ -107,6 +108,34 @@ def build_manifest(paths: list[str], instructions: list[str] | None = None, vali
                   "valid": sum(d["split"] == "valid" for d in demos)},
     }
     return manifest, compute_stats(manifest, progress=progress)
+
+
+def fingerprint(path: str, span: int = 1 << 20) -> str:
+    """A fast content check of a source file: crc32 of its size, first and last MiB."""
+    import zlib
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        crc = zlib.crc32(str(size).encode())
+        crc = zlib.crc32(f.read(span), crc)
+        f.seek(max(0, size - span))
+        crc = zlib.crc32(f.read(span), crc)
+    return f"crc32:{crc:08x}"
+
+
+def check_sources(manifest: dict, where: str) -> None:
+    """Every source file of an ingested manifest is still where it was, with the same size, modification time
+    and fingerprint; else ``UserError`` naming it (moved, shortened or edited since `mtil ingest`). Manifests
+    written before fingerprints existed are checked for existence and size only."""
+    for f in manifest["files"]:
+        path, again = f["path"], f"re-run `mtil ingest` (manifest {where})"
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: source file of the ingested data is gone (moved or deleted?); {again}")
+        st = os.stat(path)
+        if "size_bytes" in f and st.st_size != f["size_bytes"]:
+            raise UserError(f"{path}: changed since ingest ({f['size_bytes']} -> {st.st_size} bytes); {again}")
+        if "fingerprint" in f and (st.st_mtime_ns != f.get("mtime_ns") or fingerprint(path) != f["fingerprint"]):
+            raise UserError(f"{path}: modified since ingest (modification time or content differs); {again}")
 
 
 def compute_stats(manifest: dict, split: str = "train", progress=None) -> dict:
@@ -141,8 +170,14 @@ def load_manifest(path: str) -> tuple[dict, dict | None]:
         raise UserError(f"{path}: no manifest.json (run `mtil ingest` first or pass HDF5 files)") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{mpath}: expected a JSON object (a manifest written by `mtil ingest`), found a "
+                        f"{type(manifest).__name__}")
     if manifest.get("version") != MANIFEST_VERSION:
         raise UserError(f"{mpath}: manifest version {manifest.get('version')!r}, expected {MANIFEST_VERSION}")
+    missing = [k for k in ("files", "tasks", "demos", "obs", "action_dim") if k not in manifest]
+    if missing:
+        raise UserError(f"{mpath}: not a complete manifest (missing {', '.join(missing)}): run `mtil ingest` again")
     spath = os.path.join(os.path.dirname(mpath), "stats.json")
     stats = None
     if os.path.exists(spath):
@@ -156,6 +191,7 @@ def manifest_from_inputs(inputs: list[str], instructions: list[str] | None = Non
     """An ingest directory, or HDF5 files validated on the fly. Used by training and `mtil info`."""
     if len(inputs) == 1 and os.path.isdir(inputs[0]):
         manifest, stats = load_manifest(inputs[0])
+        check_sources(manifest, inputs[0])
         if stats is None:
             stats = compute_stats(manifest)
         return manifest, stats

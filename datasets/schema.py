@@ -96,6 +96,19 @@ def canonical_key(key: str) -> str:
     return key[: -len("_rgb")] + "_image" if key.endswith("_rgb") else key
 
 
+def _int_attr(attrs, name: str, info: FileInfo, where: str) -> int | None:
+    """An attribute that must hold one integer (``total``, ``num_samples``); a problem and None otherwise."""
+    if name not in attrs:
+        return None
+    value = np.asarray(attrs[name])
+    first = value.reshape(-1)[0] if value.size == 1 else None
+    if first is None or value.dtype.kind not in "iuf" or not np.isfinite(first) or first % 1 != 0:
+        info.problems.append(Problem(info.path, f"{where}.attrs['{name}']",
+                                     f"must be one integer, found {value.tolist()!r} (dtype {value.dtype})"))
+        return None
+    return int(first)
+
+
 def _parse_json_attr(attrs, name: str, info: FileInfo, where: str) -> dict | None:
     if name not in attrs:
         return None
@@ -183,16 +196,19 @@ def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, ch
             bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
             if bad.size:
                 p.append(Problem(info.path, f"{where}/actions", f"contains NaN/inf at step {int(bad[0])}"))
-        if "num_samples" in g.attrs and int(g.attrs["num_samples"]) != T:
-            p.append(Problem(info.path, where,
-                             f"attr num_samples={int(g.attrs['num_samples'])} but actions has {T} steps"))
+        num_samples = _int_attr(g.attrs, "num_samples", info, where)
+        if num_samples is not None and num_samples != T:
+            p.append(Problem(info.path, where, f"attr num_samples={num_samples} but actions has {T} steps"))
         for opt in ("states", "rewards", "dones"):
             if opt in g and (g[opt].ndim == 0 or g[opt].shape[0] != T):
                 p.append(Problem(info.path, f"{where}/{opt}", f"has {g[opt].shape[:1]} steps, actions has {T}"))
-        if "obs" not in g:
+        if "obs" not in g or not isinstance(g["obs"], h5py.Group):
             p.append(Problem(info.path, where, "has no 'obs' group"))
             continue
         keys = sorted(g["obs"].keys())
+        if not keys:
+            p.append(Problem(info.path, f"{where}/obs", "is empty: no observation keys"))
+            continue
         if stored_keys is None:
             stored_keys = keys
         elif keys != stored_keys:
@@ -208,15 +224,20 @@ def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, ch
     convention = (info.env_args or {}).get("image_convention")
     info.flip_images = convention == "opengl" or (convention is None and info.layout == "libero")
 
-    if "total" in data.attrs:
-        total = int(data.attrs["total"])
+    total = _int_attr(data.attrs, "total", info, "data")
+    if total is not None:
         actual = sum(d.length for d in info.demos)
         if total != actual and not p:
             p.append(Problem(info.path, "data.attrs['total']", f"is {total} but the demos hold {actual} steps"))
 
-    if "mask" in f:
+    if "mask" in f and not isinstance(f["mask"], h5py.Group):
+        p.append(Problem(info.path, "mask", "is not a group (expected mask/<filter> datasets of demo names)"))
+    elif "mask" in f:
         present = set(names)
         for filt in f["mask"].keys():
+            if not isinstance(f["mask"][filt], h5py.Dataset):
+                p.append(Problem(info.path, f"mask/{filt}", "is a group, expected a dataset of demo names"))
+                continue
             demo_names = [_text(x) for x in np.asarray(f["mask"][filt][()]).reshape(-1)]
             missing = [n for n in demo_names if n not in present]
             if missing:

@@ -9,8 +9,7 @@ import platform
 
 import numpy as np
 
-from mtil.datasets.atomic import atomic_write, write_json_atomic
-from mtil.datasets.errors import UserError
+from mtil.datasets.atomic import atomic_write, check_writable_dir, write_json_atomic
 from mtil.pipeline.mp4 import write_mp4
 
 
@@ -49,16 +48,10 @@ def stage_counts(episodes: list[dict]) -> dict:
 
 
 def prepare_out(path: str) -> str:
-    """Create ``path``/videos; a file in the way or a read-only folder is a ``UserError``."""
-    out = os.path.abspath(path)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {path}: exists and is not a directory")
-    try:
-        os.makedirs(os.path.join(out, "videos"), exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out {path}: cannot create it ({e.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"--out {path}: not writable")
+    """Create ``path``/videos after checking ``--out`` (a file in the way or a read-only folder is a
+    ``UserError``)."""
+    out = check_writable_dir(path)
+    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
     return out
 
 

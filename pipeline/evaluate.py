@@ -88,6 +88,8 @@ class EvalConfig:
             raise UserError(f"--goal-source must be expert or demos, got {self.goal_source!r}")
         if self.seeds_from and not os.path.isfile(self.seeds_from):
             raise UserError(f"--seeds-from {self.seeds_from}: no such file")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
         if self.max_steps < 1 or self.video_episodes < 0:
             raise UserError("--max-steps must be >= 1 and --video-episodes >= 0")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtil.datasets.atomic import write_json_atomic
+from mtil.datasets.atomic import check_writable_dir, write_json_atomic
 from mtil.datasets.errors import UserError
 from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
@@ -232,7 +232,7 @@ def log_step(writer, step: int, m: dict, tasks: torch.Tensor, wait_fraction: flo
 def train(cfg: TrainConfig) -> str:
     """Run training; returns the path of the final checkpoint (last.pt)."""
     dist = setup_distributed(cfg)
-    out = os.path.abspath(cfg.out)
+    out = check_writable_dir(cfg.out)
     last = os.path.join(out, "last.pt")
     resume = resume_checkpoint(cfg, last)
     manifest, stats, splits = load_demos(cfg)

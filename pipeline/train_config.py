@@ -82,6 +82,8 @@ class TrainConfig(PolicyOptions):
         super().__post_init__()  # the policy options
         if not self.data:
             raise UserError("--data: give at least one HDF5 file or ingest directory")
+        if self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
         if self.steps < 1:
             raise UserError(f"--steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:

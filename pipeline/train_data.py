@@ -82,20 +82,22 @@ def default_lowdim_keys(manifest: dict) -> list[str] | None:
 
 
 def check_rollout_envs(manifest: dict, pcfg: PolicyConfig) -> None:
-    """Before training: the environment of each file's ``env_args`` (where robosuite knows it) produces
+    """Before training: the environment of each file's ``env_args`` (where they describe a robosuite env
+    robosuite knows; built in a spawned process, so training never imports the simulator) produces
     every key the policy reads, with the same sizes; else ``UserError`` naming the file and the key."""
-    from mtil.pipeline.sim.probe import check_env_for_policy, known_env
+    from mtil.pipeline.sim.probe import check_env_for_policy, describes_robosuite_env
 
     seen: set[str] = set()
     for f in manifest["files"]:
         args = f.get("env_args")
         key = repr(args)
-        if key in seen or not known_env(args):
+        if key in seen or not describes_robosuite_env(args):
             continue
         seen.add(key)
         task = next(iter(args.get("mtil_tasks") or {}), None) if args["env_name"] == "MtilTabletop" else None
         check_env_for_policy(args, task, pcfg, f"{f['path']}: env_args",
-                             fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)")
+                             fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)",
+                             unknown_ok=True)
 
 
 def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str, ...], pcfg: PolicyConfig,

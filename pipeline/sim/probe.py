@@ -40,27 +40,29 @@ def worker_setup() -> None:
         os._exit(1)
 
 
-def known_env(env_args: dict | None) -> bool:
-    """Whether ``env_args`` name an env we can build: our suite or a registered robosuite env (imports
-    robosuite, not MuJoCo rendering). False when robosuite is not installed."""
-    if not env_args or not isinstance(env_args, dict) or "env_name" not in env_args:
+def describes_robosuite_env(env_args: dict | None) -> bool:
+    """Whether ``env_args`` look like a robosuite env's recipe (our suite, or an env with robots), judged
+    without importing robosuite (a synthetic or foreign file's env_args do not)."""
+    if not isinstance(env_args, dict) or "env_name" not in env_args or int(env_args.get("type", 1)) != 1:
         return False
-    try:
-        from mtil.pipeline.sim.render import import_robosuite
+    return env_args["env_name"] == "MtilTabletop" or "robots" in (env_args.get("env_kwargs") or {})
 
-        import_robosuite()
-        from robosuite.environments.base import REGISTERED_ENVS
-    except ImportError:
-        return False
-    return env_args["env_name"] == "MtilTabletop" or env_args["env_name"] in REGISTERED_ENVS
+
+class UnknownEnv(UserError):
+    """The env name is neither the mtil suite nor a registered robosuite env."""
 
 
 def _probe_child(env_args: dict, task: str | None, out) -> None:
     worker_setup()
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
-        from mtil.pipeline.sim.envs import make_env
+        from robosuite.environments.base import REGISTERED_ENVS
 
+        from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
+
+        if env_args.get("env_name") != SUITE_ENV_NAME and env_args.get("env_name") not in REGISTERED_ENVS:
+            out.put(("unknown", ""))
+            return
         env = make_env(env_args, task=task)
         spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
         env.close()
@@ -75,9 +77,6 @@ def probe_env(env_args: dict, task: str | None = None, where: str = "env_args", 
     cache_key = json.dumps([env_args, task], sort_keys=True, default=str)
     if cache_key in _CACHE:
         return _CACHE[cache_key]
-    if env_args.get("env_name") != "MtilTabletop" and not known_env(env_args):
-        raise UserError(f"{where}: unknown environment {env_args.get('env_name')!r} (neither the mtil suite nor "
-                        "a registered robosuite env)")
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     p = ctx.Process(target=_probe_child, args=(env_args, task, out), daemon=True)
@@ -90,6 +89,9 @@ def probe_env(env_args: dict, task: str | None = None, where: str = "env_args", 
         p.join(timeout=10)
         if p.is_alive():
             p.kill()
+    if status == "unknown":
+        raise UnknownEnv(f"{where}: unknown environment {env_args.get('env_name')!r} (neither the mtil suite nor "
+                         "a registered robosuite env)")
     if status != "ok":
         name = env_args.get("env_name")
         robots = (env_args.get("env_kwargs") or {}).get("robots")
@@ -115,9 +117,19 @@ def check_policy_keys(spec: dict, keys: list[str], dims: dict[str, int] | None =
 
 
 def check_env_for_policy(env_args: dict, task: str | None, pcfg, where: str,
-                         fix: str = " (retrain with --lowdim-keys naming keys the environment produces)") -> None:
+                         fix: str = " (retrain with --lowdim-keys naming keys the environment produces)",
+                         unknown_ok: bool = False) -> None:
     """The env ``env_args`` describe can be built and produces every key the policy config ``pcfg``
-    reads, with the same sizes; else ``UserError`` naming the cause."""
-    spec = probe_env(env_args, task, where=where)
+    reads, with the same sizes; else ``UserError`` naming the cause. ``unknown_ok``: an env name robosuite
+    does not know is only noted on stderr (training data from elsewhere)."""
+    import sys
+
+    try:
+        spec = probe_env(env_args, task, where=where)
+    except UnknownEnv as e:
+        if not unknown_ok:
+            raise
+        print(f"note: {e}: observation keys not checked against it", file=sys.stderr)
+        return
     check_policy_keys(spec, pcfg.image_keys + pcfg.lowdim_keys, dict(zip(pcfg.lowdim_keys, pcfg.lowdim_dims)),
                       where=f"{where} ({env_args.get('env_name')})", fix=fix)

@@ -1,0 +1,92 @@
+"""Issue 14, defect 5: user errors that ended in a traceback (exit 1) end in one message naming what and
+where (exit 2), with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from mtil.datasets.synthetic import write_synthetic
+from mtil.pipeline.cli.main import main
+
+TRAIN = ["--steps", "1", "--batch-size", "2", "--conditioning", "onehot", "--cond-dim", "8", "--skip-env-check"]
+
+
+def _fails(argv: list[str], capsys, *expect: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for e in expect:
+        assert e in err, err
+    return err
+
+
+@pytest.fixture
+def src(tmp_path):
+    return write_synthetic(str(tmp_path / "demos.hdf5"), demos_per_task=[2, 2], steps=10)
+
+
+def test_negative_seed(src, tmp_path, capsys):
+    _fails(["ingest", src, "--out", str(tmp_path / "d"), "--seed", "-1"], capsys, "--seed")
+    _fails(["train", "--data", src, "--out", str(tmp_path / "r"), "--seed", "-1", *TRAIN], capsys, "--seed")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (lambda f: f["data"].attrs.__setitem__("total", np.array([10, 10])), "data.attrs['total']: must be one integer"),
+    (lambda f: f["data/demo_1"].attrs.__setitem__("num_samples", np.array([5, 5])),
+     "data/demo_1.attrs['num_samples']: must be one integer"),
+    (lambda f: f.create_group("mask/train"), "mask/train: is a group"),
+    (lambda f: [f[f"data/{d}/obs"].__delitem__(k) for d in f["data"] for k in list(f[f"data/{d}/obs"])],
+     "data/demo_0/obs: is empty"),
+])
+def test_malformed_files_are_named(src, tmp_path, capsys, edit, expect):
+    with h5py.File(src, "a") as f:
+        edit(f)
+    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, expect)
+    assert not (tmp_path / "d").exists()
+
+
+def test_manifest_that_is_a_json_list(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "manifest.json").write_text("[1, 2]")
+    _fails(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), *TRAIN], capsys,
+           "manifest.json: expected a JSON object")
+
+
+def test_train_out_that_is_a_file_or_unwritable(src, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    _fails(["train", "--data", src, "--out", str(tmp_path / "f"), *TRAIN], capsys, "not a directory")
+    _fails(["train", "--data", src, "--out", str(tmp_path / "f" / "run"), *TRAIN], capsys, "is a file")
+    _fails(["train", "--data", src, "--out", "/proc/mtil-run", *TRAIN], capsys, "cannot write in /proc")
+
+
+@pytest.mark.parametrize("change, expect", [
+    (lambda p, tmp: shutil.move(p, tmp / "moved.hdf5"), "gone"),
+    (lambda p, tmp: os.truncate(p, os.path.getsize(p) - 100), "changed since ingest"),
+    (lambda p, tmp: h5py.File(p, "a").close() or _flip_byte(p), "modified since ingest"),
+])
+def test_stale_source_after_ingest_is_refused(src, tmp_path, capsys, change, expect):
+    out = tmp_path / "d"
+    assert main(["ingest", src, "--out", str(out)]) == 0
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert files[0]["fingerprint"].startswith("crc32:") and files[0]["mtime_ns"] > 0
+    change(src, tmp_path)
+    _fails(["train", "--data", str(out), "--out", str(tmp_path / "r"), *TRAIN], capsys, src, expect, "mtil ingest")
+    assert not (tmp_path / "r").exists()
+
+
+def _flip_byte(path: str) -> None:
+    """Edit one byte near the end, keeping the size (and restore the modification time: content alone)."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(st.st_size - 10)
+        b = f.read(1)
+        f.seek(st.st_size - 10)
+        f.write(bytes([b[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
