@@ -5,7 +5,12 @@ Nothing is written unless every input validates, and source files are only ever 
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -23,7 +28,7 @@ class IngestConfig:
     sources: list[str]
     """HDF5 files (robomimic layout or LIBERO's variant)."""
     out: str
-    """Output directory; created, or must be empty unless --overwrite."""
+    """Output directory; created, or must be empty (--overwrite: or one `mtil ingest` wrote)."""
     instruction: list[str] = field(default_factory=list)
     """Instruction for files without language (repeat the option or give several): one for all files, or one
     per file in order."""
@@ -32,19 +37,71 @@ class IngestConfig:
     seed: int = 0
     """Seed of the generated train/valid split."""
     overwrite: bool = False
-    """Replace an existing manifest in --out."""
+    """Replace an existing ingest directory (only one `mtil ingest` wrote: manifest.json and stats.json)."""
 
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise UserError(f"--seed must be >= 0, got {self.seed}")
 
 
+WRITTEN_BY = "mtil ingest"
+OWN_FILES = {"manifest.json", "stats.json"}
+
+
+def _check_replaceable(out: str, shown: str) -> None:
+    """--overwrite may replace only an empty directory or one `mtil ingest` wrote: its manifest.json says
+    ``written_by: mtil ingest`` (or is a manifest of version 1 from before that marker) and it holds
+    nothing else."""
+    names = set(os.listdir(out))
+    if not names:
+        return
+    if os.path.dirname(out) == out or not os.path.isfile(os.path.join(out, "manifest.json")):
+        raise UserError(f"--out {shown}: not a directory written by `mtil ingest` (no manifest.json): refusing to "
+                        "replace it; give a new or empty directory")
+    try:
+        with open(os.path.join(out, "manifest.json")) as f:
+            m = json.load(f)
+    except (OSError, ValueError):
+        m = None
+    ours = isinstance(m, dict) and (m.get("written_by") == WRITTEN_BY or (
+        m.get("version") == 1 and {"files", "demos", "obs", "split"} <= set(m)))
+    if not ours:
+        raise UserError(f"--out {shown}: its manifest.json was not written by `mtil ingest`: refusing to replace it")
+    others = sorted(names - OWN_FILES)
+    if others:
+        raise UserError(f"--out {shown}: holds {others[0]!r}, which `mtil ingest` did not write: refusing to "
+                        "replace the directory")
+
+
+@contextmanager
+def _out_lock(out: str, shown: str):
+    """An exclusive lock on ``.<name>.mtil-lock`` beside --out while one ingest checks and writes it: a
+    concurrent ingest into the same --out is refused instead of racing. The lock file is removed at the end
+    (a lock taken on a file already unlinked by its previous holder is detected by its inode)."""
+    path = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.mtil-lock")
+    busy = UserError(f"--out {shown}: another `mtil ingest` is writing it (lock {path})")
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        try:
+            if not os.path.exists(path) or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                raise busy
+            try:
+                yield
+            finally:
+                os.unlink(path)
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def ingest(cfg: IngestConfig) -> dict:
     out = os.path.abspath(cfg.out)
+    if os.path.dirname(out) == out:
+        raise UserError(f"--out {cfg.out}: the filesystem root cannot be an ingest directory")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out {cfg.out}: exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out) and not cfg.overwrite:
-        raise UserError(f"--out {cfg.out}: directory exists and is not empty (use --overwrite to replace)")
     parent = os.path.dirname(out)
     if not os.path.isdir(parent):
         raise UserError(f"--out {cfg.out}: parent directory {parent} does not exist")
@@ -53,22 +110,40 @@ def ingest(cfg: IngestConfig) -> dict:
     for src in cfg.sources:
         if os.path.abspath(src).startswith(out + os.sep):
             raise UserError(f"{src}: a source file may not live inside --out")
+    with _out_lock(out, cfg.out):
+        return _ingest_locked(cfg, out)
+
+
+def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
+    if os.path.isdir(out) and os.listdir(out):
+        if not cfg.overwrite:
+            raise UserError(f"--out {cfg.out}: directory exists and is not empty (use --overwrite to replace)")
+        _check_replaceable(out, cfg.out)
 
     n_demos = None
     with tqdm(desc="statistics", unit="demo", leave=False, disable=None) as bar:
         manifest, stats = build_manifest(cfg.sources, cfg.instruction, cfg.valid_fraction, cfg.seed,
                                          progress=bar)
         n_demos = len(manifest["demos"])
+    manifest = {"written_by": WRITTEN_BY, **manifest}
 
-    # Everything validated: only now touch the file system. A new (or empty) --out is a temp folder renamed
-    # into place; with --overwrite, each file of an existing --out is replaced atomically.
-    if not os.path.isdir(out) or not os.listdir(out):
+    # Everything validated: only now touch the file system. The new directory is written as a temp folder
+    # beside --out and renamed into place; an existing one (checked above) is moved aside first and
+    # removed once the new one is in place (put back if that fails).
+    old = None
+    if os.path.isdir(out) and os.listdir(out):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=os.path.dirname(out))
+        os.replace(out, old)  # onto the empty temp folder: a rename
+    try:
         with atomic_path(out, directory=True) as tmp:
             write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
             write_json_atomic(os.path.join(tmp, "stats.json"), stats)
-    else:
-        write_json_atomic(os.path.join(out, "manifest.json"), manifest)
-        write_json_atomic(os.path.join(out, "stats.json"), stats)
+    except BaseException:
+        if old is not None and not os.path.exists(out):
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     print(f"ingested {len(manifest['files'])} file(s), {len(manifest['tasks'])} task(s), {n_demos} demos "
           f"({manifest['split']['train']} train / {manifest['split']['valid']} valid) -> {cfg.out}")
     return manifest
