@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -72,6 +73,19 @@ def check_writable_dir(path: str, option: str = "--out") -> str:
     except OSError as e:
         raise UserError(f"{option} {path}: cannot write in {probe} ({e.strerror})") from None
     return out
+
+
+def remove_stale_temps(folder: str) -> list[str]:
+    """Remove the temp files (not folders) ``AtomicPath`` left in ``folder`` when a process was killed
+    mid-write (``.<name>.tmp-<8 chars><ext>``); returns their names. Only for folders one process owns
+    (a run directory), never for a folder another writer may be using."""
+    if not os.path.isdir(folder):
+        return []
+    stale = [n for n in os.listdir(folder) if re.fullmatch(r"\..+\.tmp-[a-z0-9_]{8}(\.\w+)?", n)
+             and os.path.isfile(os.path.join(folder, n))]
+    for n in stale:
+        os.unlink(os.path.join(folder, n))
+    return stale
 
 
 def _umask() -> int:

@@ -17,6 +17,8 @@ import copy
 import dataclasses
 import math
 import os
+import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtil.datasets.atomic import check_writable_dir, write_json_atomic
+from mtil.datasets.atomic import atomic_path, check_writable_dir, remove_stale_temps, write_json_atomic
 from mtil.datasets.errors import UserError
 from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
@@ -102,14 +104,50 @@ def setup_distributed(cfg: TrainConfig) -> Dist:
     return Dist(rank, world, device)
 
 
+def step_files(out: str) -> list[tuple[int, str]]:
+    """The ``step_<n>.pt`` files in ``out``, newest step first."""
+    found = [(int(m.group(1)), os.path.join(out, n)) for n in (os.listdir(out) if os.path.isdir(out) else [])
+             if (m := re.fullmatch(r"step_(\d+)\.pt", n))]
+    return sorted(found, reverse=True)
+
+
+def newest_checkpoint(out: str, last: str) -> Checkpoint:
+    """last.pt, unless a step_<n>.pt of a later step exists (a kill between writing the two) or last.pt is
+    missing or unreadable: then the newest step file that loads. Raises last.pt's error if none does."""
+    try:
+        ckpt, error = load_checkpoint(last), None
+    except UserError as e:
+        ckpt, error = None, e
+    for step, path in step_files(out):
+        if ckpt is not None and step <= ckpt.step:
+            break
+        try:
+            newer = load_checkpoint(path)
+        except UserError as e:
+            print(f"note: skipping {path}: {e}", file=sys.stderr)
+            continue
+        print(f"resuming from {os.path.basename(path)} (step {newer.step}): "
+              + (f"last.pt is of step {ckpt.step}" if ckpt is not None else "last.pt is missing or unreadable")
+              + "; last.pt restored from it", file=sys.stderr)
+        with atomic_path(last) as tmp:  # last.pt points at the newest again, even if no step runs
+            shutil.copyfile(path, tmp)
+        return newer
+    if ckpt is None:
+        raise error
+    return ckpt
+
+
 def resume_checkpoint(cfg: TrainConfig, last: str) -> Checkpoint | None:
-    """The checkpoint to resume from (``--resume``), after checking that the config is unchanged; None
-    for a new run (and an error if ``--out`` already holds one)."""
+    """The checkpoint to resume from (``--resume``: the newest valid one), after checking that the config
+    is unchanged; None for a new run (and an error if ``--out`` already holds checkpoints)."""
+    out = os.path.dirname(last)
     if not cfg.resume:
-        if os.path.exists(last):
-            raise UserError(f"--out {cfg.out} already holds a run (last.pt); use --resume or another --out")
+        held = [p for p in [last] if os.path.exists(p)] + [p for _, p in step_files(out)]
+        if held:
+            raise UserError(f"--out {cfg.out} already holds a run ({os.path.basename(held[0])}); use --resume or "
+                            "another --out")
         return None
-    ckpt = load_checkpoint(last)
+    ckpt = newest_checkpoint(out, last)
     saved, now = ckpt.train_config, dataclasses.asdict(cfg)
     defaults = dataclasses.asdict(TrainConfig(data=cfg.data, out=cfg.out))  # for fields newer than the run
     changed = sorted(k for k in set(saved) | set(now)
@@ -234,6 +272,8 @@ def train(cfg: TrainConfig) -> str:
     dist = setup_distributed(cfg)
     out = check_writable_dir(cfg.out)
     last = os.path.join(out, "last.pt")
+    if dist.main:
+        remove_stale_temps(out)  # .last.pt.tmp-* of saves a crash interrupted
     resume = resume_checkpoint(cfg, last)
     manifest, stats, splits = load_demos(cfg)
     pcfg, lang_emb = build_policy_config(cfg, manifest)
@@ -318,8 +358,6 @@ def rollout_success(cfg: TrainConfig, out: str, ckpt: Checkpoint) -> float:
     """Mean success of the checkpoint's EMA weights (held in memory, shipped to the evaluation workers)
     over the training tasks, by rollouts in worker processes (this process's RNG is untouched). The report
     stays in RUN/rollouts/step_<n>/."""
-    import shutil
-
     from mtil.pipeline.evaluate import EvalConfig, evaluate
 
     rollouts = os.path.join(out, "rollouts", f"step_{ckpt.step}")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import time
 import zlib
 from collections import deque
@@ -196,7 +195,9 @@ def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, op
 
     ``opts``: keep_failures, action_noise, dart_noise, policy (checkpoint path or ""), beta.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    from mtil.pipeline.sim.probe import worker_setup
+
+    worker_setup()  # the parent handles Ctrl-C and stops us; we die with the parent
     from mtil.pipeline.sim.envs import UnstableSimulation, make_env
     from mtil.pipeline.sim.tasks import TASKS
 
@@ -262,8 +263,7 @@ def collect(cfg: CollectConfig) -> dict:
     max_fail = cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N)
     env_args = suite_env_args(cfg.image_size, cfg.render_quality, tasks=tasks)
     out = os.path.abspath(cfg.out)
-    target = AtomicPath(out)  # the temp file beside out; committed (fsync + rename) or discarded
-    tmp = target.tmp
+    target = None  # the temp file beside out; committed (fsync + rename) or discarded
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -295,9 +295,11 @@ def collect(cfg: CollectConfig) -> dict:
     restarts = 0
     t0 = time.time()
     f = None
-    bar = tqdm(total=N * len(tasks), unit="demo", desc="collect", disable=not cfg.progress, dynamic_ncols=True)
+    bar = None
     try:
-        f = h5py.File(tmp, "w")
+        target = AtomicPath(out)
+        bar = tqdm(total=N * len(tasks), unit="demo", desc="collect", disable=not cfg.progress, dynamic_ncols=True)
+        f = h5py.File(target.tmp, "w")
         data = f.create_group("data")
         for _ in range(min(cfg.workers, len(pending))):
             start_worker()
@@ -378,7 +380,20 @@ def collect(cfg: CollectConfig) -> dict:
         f = None
         target.commit()
     finally:
-        bar.close()
+        _cleanup(bar, workers, f, target)
+    elapsed = time.time() - t0
+    return {"out": out, "demos": len(kept) - len(failed_names), "failed_kept": len(failed_names), "steps": total,
+            "seconds": round(elapsed, 1),
+            "demos_per_s": round(len(kept) / max(elapsed, 1e-9), 3), "per_task": counts, "errors": error_msgs,
+            "retried": retried}
+
+
+def _cleanup(bar, workers: list[dict], f, target: AtomicPath | None) -> None:
+    """Stop the workers and remove the temp file, whatever fails on the way (closing the HDF5 file on a full
+    disk raises: the remove must still happen)."""
+    try:
+        if bar is not None:
+            bar.close()
         for w in workers:
             if w["proc"].is_alive():
                 w["jobs"].put(None)
@@ -386,14 +401,15 @@ def collect(cfg: CollectConfig) -> dict:
             w["proc"].join(timeout=5)
             if w["proc"].is_alive():
                 w["proc"].terminate()
-        if f is not None:
-            f.close()
-        target.discard()
-    elapsed = time.time() - t0
-    return {"out": out, "demos": len(kept) - len(failed_names), "failed_kept": len(failed_names), "steps": total,
-            "seconds": round(elapsed, 1),
-            "demos_per_s": round(len(kept) / max(elapsed, 1e-9), 3), "per_task": counts, "errors": error_msgs,
-            "retried": retried}
+    finally:
+        try:
+            if f is not None:
+                f.close()
+        except Exception:  # noqa: BLE001 - the error that brought us here is the one to report
+            pass
+        finally:
+            if target is not None:
+                target.discard()
 
 
 def _account(status, task, index, payload, counts, error_msgs, pending, next_index, cfg, N, max_fail) -> None:
