@@ -308,7 +308,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
                 if isinstance(r.task_input, str):
                     r.task_input = emb[r.task_input]
     from mtil.pipeline.eval_report import error_summary, prepare_out
-    from mtil.pipeline.sim.probe import check_env_for_policy
+    from mtil.pipeline.sim.probe import check_env_for_policy, start_worker_process
 
     suite = env_args["env_name"] == "MtilTabletop"  # before any worker: the env builds and gives the policy's keys
     check_env_for_policy(env_args, rows[0].task if suite else None, ckpt.policy_config, f"{cfg.checkpoint}: env_args")
@@ -326,7 +326,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     def start_worker():
         p = ctx.Process(target=_worker, args=(policy_source, not cfg.raw_weights, env_args, rows, cfg.max_steps,
                                               cfg.video_size, jobs, results), daemon=True)
-        p.start()
+        start_worker_process(p)
         workers[p.pid] = p
 
     n_workers = min(cfg.workers, len(todo))

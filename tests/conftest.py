@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import torch
 
@@ -33,3 +38,38 @@ def two_task_file(tmp_path):
 @pytest.fixture
 def libero_file(tmp_path):
     return write_synthetic(str(tmp_path / "libero.hdf5"), tasks=["open the drawer"], layout="libero", seed=2)
+
+
+def _spawned_workers(pid: int) -> list[psutil.Process]:
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [k for k in kids if "spawn_main" in " ".join(k.cmdline())]
+
+
+def _kill_parent_and_check_workers(argv: list[str], n_workers: int, timeout: float = 180) -> None:
+    """Start ``mtil argv``; once ``n_workers`` spawned workers run, kill -9 the parent; they must be gone
+    within a few seconds."""
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from mtil.pipeline.cli.main import main; "
+                          f"sys.exit(main({argv!r}))"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    workers: list[psutil.Process] = []
+    while time.time() < deadline and p.poll() is None:
+        workers = _spawned_workers(p.pid)
+        if len(workers) >= n_workers:
+            break
+        time.sleep(0.2)
+    assert len(workers) >= n_workers, f"workers never started (exit {p.poll()})"
+    time.sleep(1.0)  # past their startup: they are running episodes
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    for w in alive:
+        w.kill()
+    assert not alive, f"{len(alive)} worker(s) outlived their parent"
+
+
+@pytest.fixture
+def kill_parent_and_check_workers():
+    return _kill_parent_and_check_workers

@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import h5py
-import psutil
 import pytest
 
 from mtil.datasets.synthetic import write_synthetic
@@ -43,37 +38,7 @@ def test_collect_temp_file_removed_when_close_fails(tmp_path, monkeypatch, capsy
     assert os.listdir(tmp_path) == []
 
 
-def _spawned_workers(pid: int) -> list[psutil.Process]:
-    try:
-        kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    return [k for k in kids if "spawn_main" in " ".join(k.cmdline())]
-
-
-def kill_parent_and_check_workers(argv: list[str], n_workers: int, timeout: float = 180) -> None:
-    """Start ``mtil argv``; once ``n_workers`` spawned workers run, kill -9 the parent; they must be gone
-    within a few seconds."""
-    p = subprocess.Popen([sys.executable, "-c", "import sys; from mtil.pipeline.cli.main import main; "
-                          f"sys.exit(main({argv!r}))"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    workers: list[psutil.Process] = []
-    while time.time() < deadline and p.poll() is None:
-        workers = _spawned_workers(p.pid)
-        if len(workers) >= n_workers:
-            break
-        time.sleep(0.2)
-    assert len(workers) >= n_workers, f"workers never started (exit {p.poll()})"
-    time.sleep(1.0)  # past their startup: they are running episodes
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    gone, alive = psutil.wait_procs(workers, timeout=10)
-    for w in alive:
-        w.kill()
-    assert not alive, f"{len(alive)} worker(s) outlived their parent"
-
-
-def test_collect_workers_die_with_the_parent(tmp_path):
+def test_collect_workers_die_with_the_parent(tmp_path, kill_parent_and_check_workers):
     pytest.importorskip("robosuite")
     kill_parent_and_check_workers(["collect", "--tasks", "lift_red", "--demos-per-task", "20", "--workers", "2",
                                    "--out", str(tmp_path / "d.hdf5"), "--image-size", "16", "--no-progress"], 2)

@@ -192,3 +192,34 @@ def test_out_that_is_a_file_is_a_user_error(trained, tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert main(["eval", trained, "--out", str(tmp_path / "f"), "--episodes-per-task", "1"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_eval_workers_die_with_the_parent(trained, tmp_path, kill_parent_and_check_workers):
+    """Issue 14, defect 4: kill -9 of `mtil eval` left its workers running with episodes queued."""
+    kill_parent_and_check_workers(["eval", trained, "--out", str(tmp_path / "k"), "--episodes-per-task", "50",
+                                   "--workers", "2", "--video-episodes", "0"], 2)
+
+
+def test_ctrl_c_during_eval_prints_no_worker_traceback(trained, tmp_path):
+    """Ctrl-C (SIGINT to the whole foreground process group): exit 130, what finished is written, and no
+    worker prints a traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "i"
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from mtil.pipeline.cli.main import main; sys.exit(main("
+                          f"['eval', {trained!r}, '--out', {str(out)!r}, '--episodes-per-task', '50', '--workers', "
+                          "'2', '--video-episodes', '0']))"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and not (out / "videos").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)  # workers are starting (importing) now
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    report = json.loads((out / "eval.json").read_text())
+    assert report["interrupted"] is True and report["complete"] is False

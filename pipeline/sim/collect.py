@@ -257,6 +257,7 @@ def collect(cfg: CollectConfig) -> dict:
     from tqdm import tqdm
 
     from mtil.pipeline.sim.envs import suite_env_args
+    from mtil.pipeline.sim.probe import start_worker_process
     from mtil.pipeline.sim.tasks import TASKS
 
     tasks, N = cfg.task_names, cfg.demos_per_task
@@ -275,7 +276,7 @@ def collect(cfg: CollectConfig) -> dict:
                 "dart_noise": cfg.noise, "policy": cfg.policy, "beta": cfg.beta}
         p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs, opts),
                         daemon=True)
-        p.start()
+        start_worker_process(p)
         w = {"proc": p, "jobs": jq, "job": None}
         if slot is None:
             workers.append(w)

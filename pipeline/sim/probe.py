@@ -40,6 +40,21 @@ def worker_setup() -> None:
         os._exit(1)
 
 
+def start_worker_process(proc) -> None:
+    """``proc.start()`` with SIGINT ignored meanwhile: the spawned interpreter inherits the ignored
+    disposition, so a Ctrl-C that arrives while it is still importing prints no traceback in it."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        proc.start()
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc.start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def describes_robosuite_env(env_args: dict | None) -> bool:
     """Whether ``env_args`` look like a robosuite env's recipe (our suite, or an env with robots), judged
     without importing robosuite (a synthetic or foreign file's env_args do not)."""
