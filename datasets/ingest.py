@@ -144,6 +144,10 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    only_some = sorted({k for f in manifest["files"] for k in f["obs"]} - set(manifest["obs"]))
+    if only_some:
+        print(f"note: observation keys not in every file with one shape (a policy cannot read them): "
+              f"{', '.join(only_some)}")
     print(f"ingested {len(manifest['files'])} file(s), {len(manifest['tasks'])} task(s), {n_demos} demos "
           f"({manifest['split']['train']} train / {manifest['split']['valid']} valid) -> {cfg.out}")
     return manifest

@@ -7,11 +7,14 @@ training can also build it in memory straight from HDF5 paths.
 
 Manifest schema (version 1)::
 
-    files: [{path, layout, size_bytes, mtime_ns, fingerprint, num_demos, num_steps, env_args, flip_images, key_map}]
+    files: [{path, layout, size_bytes, mtime_ns, fingerprint, num_demos, num_steps, env_args, flip_images, key_map,
+             obs}]
     tasks: [{id, instruction, num_demos, num_steps, num_train, num_valid}]
     demos: [{file, name, task, length, split}]          # file = index into files; split: train | valid |
                                                          # failed (mask/failed: unsuccessful episodes) | unused
-    obs:   {key: {shape, dtype, image, compressed}}      # canonical keys (LIBERO *_rgb -> *_image)
+    obs:   {key: {shape, dtype, image, compressed}}      # canonical keys (LIBERO *_rgb -> *_image) that every
+                                                         # file has with the same shape; files[i].obs: all of
+                                                         # file i's keys (they may differ between files)
     action_dim, split: {source, valid_fraction, seed, train, valid}
 """
 
@@ -24,7 +27,7 @@ import h5py
 import numpy as np
 
 from mtil.datasets.errors import UserError
-from mtil.datasets.schema import FileInfo, is_image_key, validate_files
+from mtil.datasets.schema import FileInfo, common_obs, is_image_key, validate_files
 from mtil.datasets.stats import RunningStats
 
 MANIFEST_VERSION = 1
@@ -91,10 +94,11 @@ def build_manifest(paths: list[str], instructions: list[str] | None = None, vali
         files.append({"path": info.path, "layout": info.layout, "size_bytes": info.size_bytes,
                       "mtime_ns": os.stat(info.path).st_mtime_ns, "fingerprint": fingerprint(info.path),
                       "num_demos": len(info.demos), "num_steps": info.num_steps, "env_args": info.env_args,
-                      "flip_images": info.flip_images, "key_map": info.key_map})
+                      "flip_images": info.flip_images, "key_map": info.key_map,
+                      "obs": {k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in sorted(info.obs.items())}})
     ref = infos[0]
-    obs = {k: {"shape": list(v.shape), "dtype": v.dtype, "image": is_image_key(k),
-               "compressed": any(i.obs[k].compressed for i in infos)} for k, v in sorted(ref.obs.items())}
+    obs = {k: {"shape": list(v.shape), "dtype": v.dtype, "image": is_image_key(k), "compressed": v.compressed}
+           for k, v in common_obs(infos).items()}
     manifest = {
         "version": MANIFEST_VERSION,
         "files": files,

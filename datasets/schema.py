@@ -282,6 +282,16 @@ def _check_obs(ds, where: str, key: str, T: int, info: FileInfo, check_values: b
         old.compressed = True
 
 
+def common_obs(infos: list[FileInfo]) -> dict[str, KeyInfo]:
+    """The observation keys every file has, with the same shape in every file (sorted by name); compressed
+    if any file stores the key compressed."""
+    keys = set(infos[0].obs)
+    for info in infos[1:]:
+        keys &= {k for k, v in info.obs.items() if k in infos[0].obs and v.shape == infos[0].obs[k].shape}
+    return {k: KeyInfo(infos[0].obs[k].shape, infos[0].obs[k].dtype, any(i.obs[k].compressed for i in infos))
+            for k in sorted(keys)}
+
+
 def validate_files(paths: list[str], instructions: list[str] | None = None) -> list[FileInfo]:
     """Inspect every file and check they agree with each other; raise ``DataError`` listing all problems.
 
@@ -303,13 +313,11 @@ def validate_files(paths: list[str], instructions: list[str] | None = None) -> l
             if info.action_dim != ref.action_dim:
                 problems.append(Problem(info.path, "data/*/actions",
                                         f"action dim {info.action_dim} differs from {ref.path} ({ref.action_dim})"))
-            for key in sorted(set(ref.obs) ^ set(info.obs)):
-                problems.append(Problem(info.path, f"obs/{key}",
-                                        f"observation keys differ from {ref.path} ({key} is in only one)"))
-            for key in set(ref.obs) & set(info.obs):
-                if ref.obs[key].shape != info.obs[key].shape:
-                    problems.append(Problem(info.path, f"obs/{key}", f"shape {info.obs[key].shape} differs from "
-                                                                     f"{ref.path} ({ref.obs[key].shape})"))
+            # Observation keys may differ between files (each its own env): the policy reads the keys they
+            # share with equal shapes (``common_obs``); the images it reads must be a camera of every file.
+            if not any(is_image_key(k) for k in common_obs([ref, info])):
+                problems.append(Problem(info.path, "obs", f"shares no camera (an *_image key of the same shape) "
+                                                          f"with {ref.path}"))
     if problems:
         raise DataError(problems)
     return infos

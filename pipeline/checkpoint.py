@@ -51,7 +51,10 @@ class Checkpoint:
     ema: dict | None = None
     """EMA weights (state dict), the ones evaluated by default"""
     env_args: dict | None = None
-    """the data's environment description (to rebuild the simulator)"""
+    """the data's environment description (to rebuild the simulator): the first file's"""
+    task_env_args: dict | None = None
+    """{instruction: env_args} when the tasks come from files of different environments (each task is
+    evaluated in its own env); None when every task shares ``env_args``"""
     train_config: dict = field(default_factory=dict)
     """TrainConfig as a dict"""
     optimizer: dict | None = None
@@ -76,19 +79,22 @@ class Checkpoint:
         return {"format": FORMAT, "version": VERSION, "step": self.step,
                 "policy_config": dataclasses.asdict(self.policy_config),
                 "model": {k: v.detach().clone() for k, v in self.weights(ema).items()},  # not the live tensors
-                "stats": self.stats, "tasks": list(self.tasks), "env_args": self.env_args}
+                "stats": self.stats, "tasks": list(self.tasks), "env_args": self.env_args,
+                "task_env_args": self.task_env_args}
 
 
 def build_checkpoint(*, step: int, train_config: dict, policy_config: PolicyConfig, model: dict, ema: dict,
                      optimizer: dict, scheduler: dict, sampler: dict, rng: dict, stats: dict, tasks: list[str],
-                     env_args: dict | None, world_size: int, best_success: float) -> dict:
+                     env_args: dict | None, world_size: int, best_success: float,
+                     task_env_args: dict | None = None) -> dict:
     """The dict training saves (see the module doc for the layout)."""
     import dataclasses
 
     return {"format": FORMAT, "version": VERSION, "step": step, "train_config": train_config,
             "policy_config": dataclasses.asdict(policy_config), "model": model, "ema": ema,
             "optimizer": optimizer, "scheduler": scheduler, "sampler": sampler, "rng": rng, "stats": stats,
-            "tasks": tasks, "env_args": env_args, "world_size": world_size, "best_success": best_success}
+            "tasks": tasks, "env_args": env_args, "world_size": world_size, "best_success": best_success,
+            "task_env_args": task_env_args}
 
 
 def read_checkpoint(d: dict, source: str = "checkpoint") -> Checkpoint:
@@ -108,6 +114,7 @@ def read_checkpoint(d: dict, source: str = "checkpoint") -> Checkpoint:
         raise UserError(f"{source}: checkpoint of an older or unknown layout: policy config ({e})") from None
     return Checkpoint(step=int(d["step"]), policy_config=pcfg, stats=d["stats"], tasks=list(d["tasks"]),
                       model=d["model"], ema=d.get("ema"), env_args=d.get("env_args"),
+                      task_env_args=d.get("task_env_args"),
                       train_config=d.get("train_config") or {}, optimizer=d.get("optimizer"),
                       scheduler=d.get("scheduler"), sampler=d.get("sampler"), rng=d.get("rng"),
                       world_size=int(d.get("world_size", 1)), best_success=float(d.get("best_success", -1.0)))

@@ -6,9 +6,8 @@ The environment is rebuilt from the checkpoint's recorded ``env_args`` (same ren
 data). Episode i of every task uses seed ``--seed + i``, for every checkpoint, so comparisons between
 checkpoints and between rows of one task (training instruction vs paraphrase) are paired. An episode
 that raises (unstable physics, renderer failure) or whose worker dies is an *error* row entry, counted
-apart from failures; the run goes on, and eval.json says ``"complete": false`` with the error counts (the
-CLI exits 3). Ctrl-C writes what finished, marked ``"complete": false, "interrupted": true``. An env that
-cannot be built, or lacks a key the policy reads, stops the evaluation before any worker starts.
+apart from failures; the run goes on, eval.json says ``"complete": false`` with the error counts (exit 3).
+Ctrl-C writes what finished (``"interrupted": true``). Bad envs stop it before any worker (eval_rows.py).
 
 Rows: for each task, the training instruction; with ``--instructions heldout|all`` also each held-out
 paraphrase and each held-out task composition (never demonstrated); with ``--condition video`` the task
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtil.datasets.errors import UserError
+from mtil.pipeline.eval_rows import Row
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
@@ -103,15 +103,6 @@ def file_sha256(path: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- rows
-@dataclass
-class Row:
-    task: str  # suite task name, or the stock env's name
-    condition: str  # "train instruction" | "paraphrase" | "held-out task" | "video" | "goal image"
-    instruction: str  # what the policy is told (the task's instruction for video/goal rows)
-    task_input: object = None  # str instruction, {"video": clip} or goal image (H, W, 3)
-    init_states: list | None = None  # flattened MuJoCo states to start episode i from (--seeds-from)
-
-
 def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     """Rows to evaluate and the env_args to build environments from."""
     env_args = ckpt.env_args
@@ -128,6 +119,13 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     from mtil.pipeline.sim.envs import SUITE_ENV_NAME
 
     rows: list[Row] = []
+    from mtil.pipeline.eval_rows import attach_initial_states, has_own_envs, per_task_rows
+
+    if has_own_envs(ckpt):  # tasks from different environments: each in its own (pipeline/eval_rows.py)
+        rows = per_task_rows(ckpt, condition, cfg.tasks, cfg.instructions, cfg.checkpoint)
+        if cfg.seeds_from:
+            attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task)
+        return rows, env_args
     if env_args["env_name"] != SUITE_ENV_NAME:  # a stock robosuite env: one task, as named in the data
         if cfg.tasks and cfg.tasks != [env_args["env_name"]]:
             raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
@@ -163,29 +161,6 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     if cfg.seeds_from:
         attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task)
     return rows, env_args
-
-
-def attach_initial_states(rows: list[Row], path: str, n: int) -> None:
-    """Give each row the initial states (``states[0]``) of the first ``n`` demos of its task in ``path``
-    (training split first); a task with fewer demos is an error naming it."""
-    import h5py
-
-    from mtil.datasets.schema import inspect_file
-
-    info = inspect_file(path, check_values=False)
-    if info.problems:
-        raise UserError(f"--seeds-from: {info.problems[0]}")
-    with h5py.File(path, "r") as f:
-        train = set()
-        if "mask" in f and "train" in f["mask"]:
-            train = {x.decode() if isinstance(x, bytes) else str(x) for x in f["mask"]["train"][()]}
-        for row in rows:
-            demos = [d for d in info.demos if d.task_name == row.task or d.instruction == row.instruction]
-            demos.sort(key=lambda d: d.name not in train)  # training demos first (stable: file order)
-            if len(demos) < n or any("states" not in f["data"][d.name] for d in demos[:n]):
-                raise UserError(f"--seeds-from {path}: task {row.task!r} has {len(demos)} demos with states, "
-                                f"--episodes-per-task needs {n}")
-            row.init_states = [np.asarray(f["data"][d.name]["states"][0]) for d in demos[:n]]
 
 
 def _demo_rows(rows: list[Row], cfg: EvalConfig, condition: str, tasks: dict[str, str]) -> list[Row]:
@@ -247,7 +222,8 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
         t0 = time.perf_counter()
         try:
             if row.task not in envs:
-                envs[row.task] = make_env(env_args, task=row.task if env_args["env_name"] == SUITE_ENV_NAME else None)
+                args = row.env_args or env_args  # the task's own env, where tasks come from several
+                envs[row.task] = make_env(args, task=row.task if args["env_name"] == SUITE_ENV_NAME else None)
             env = envs[row.task]
             task_input, extra, goal = row.task_input, {}, None
             if isinstance(task_input, dict) and task_input.get("expert_goal"):
@@ -308,26 +284,29 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
                 if isinstance(r.task_input, str):
                     r.task_input = emb[r.task_input]
     from mtil.pipeline.eval_report import error_summary, prepare_out
-    from mtil.pipeline.sim.probe import check_env_for_policy, start_worker_process
+    from mtil.pipeline.eval_rows import check_envs
+    from mtil.pipeline.sim.probe import ResultPipe, next_message, start_worker_process
 
-    suite = env_args["env_name"] == "MtilTabletop"  # before any worker: the env builds and gives the policy's keys
-    check_env_for_policy(env_args, rows[0].task if suite else None, ckpt.policy_config, f"{cfg.checkpoint}: env_args")
+    check_envs(rows, env_args, ckpt, cfg.checkpoint)  # before any worker: each env builds, gives the policy's keys
     out = prepare_out(cfg.out)
     n = cfg.episodes_per_task
     episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
     # job order: episode index major, so early results cover every row
     todo = [(r * n + i, r, cfg.seed + i, i < cfg.video_episodes, i) for i in range(n) for r in range(len(rows))]
     ctx = mp.get_context("spawn")
-    jobs, results = ctx.Queue(), ctx.Queue()
+    jobs = ctx.Queue()
     for job in todo:
         jobs.put(job)
     workers: dict[int, mp.Process] = {}
+    readers: dict = {}  # each worker's own results pipe (ResultPipe): a killed worker cannot block the others
 
     def start_worker():
+        r, w = ctx.Pipe(duplex=False)
         p = ctx.Process(target=_worker, args=(policy_source, not cfg.raw_weights, env_args, rows, cfg.max_steps,
-                                              cfg.video_size, jobs, results), daemon=True)
+                                              cfg.video_size, jobs, ResultPipe(w)), daemon=True)
         start_worker_process(p)
-        workers[p.pid] = p
+        w.close()
+        workers[p.pid], readers[r] = p, p
 
     n_workers = min(cfg.workers, len(todo))
     for _ in range(n_workers):
@@ -341,7 +320,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     try:
         while done < len(todo):
             try:
-                msg = results.get(timeout=1.0)
+                msg = next_message(readers, timeout=1.0)
             except queue.Empty:
                 for pid, p in list(workers.items()):
                     if not p.is_alive():  # a worker died: its episode is an error, a new worker takes over
@@ -394,10 +373,13 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+        for r in readers:
+            r.close()
     meta = {"checkpoint": os.path.abspath(cfg.checkpoint) if checkpoint is None else cfg.checkpoint,
             "checkpoint_sha256": file_sha256(cfg.checkpoint) if checkpoint is None else "(in memory)",
             "step": ckpt.step, "seconds": time.time() - t0, **error_summary(episodes, finished),
-            "config": {k: v for k, v in vars(cfg).items()}, "env_name": env_args["env_name"]}
+            "config": {k: v for k, v in vars(cfg).items()},
+            "env_name": ", ".join(dict.fromkeys((r.env_args or env_args)["env_name"] for r in rows))}
     return write_outputs(out, rows, episodes, n, meta)
 
 

@@ -41,6 +41,7 @@ from mtil.pipeline.train_data import (
     check_rollout_envs,
     default_lowdim_keys,
     load_demos,
+    task_env_args,
 )
 
 __all__ = ["TrainConfig", "add_clips", "train", "train_step", "validation_loss"]
@@ -222,7 +223,8 @@ def make_checkpoint(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, dat
         scheduler={"kind": "warmup_cosine", "lr": lr_at(min(state.step, cfg.steps - 1), cfg)},
         sampler={**data.sampler.state_dict(), "epoch": state.epoch, "batch": state.batch_in_epoch},
         rng={"torch": torch.get_rng_state()}, stats=data.stats, tasks=pcfg.tasks,
-        env_args=data.manifest["files"][0]["env_args"], world_size=dist.world, best_success=state.best)
+        env_args=data.manifest["files"][0]["env_args"], world_size=dist.world, best_success=state.best,
+        task_env_args=task_env_args(data.manifest))
 
 
 def train_step(state: TrainState, net: torch.nn.Module, batch: dict, cfg: TrainConfig,

@@ -81,6 +81,18 @@ def default_lowdim_keys(manifest: dict) -> list[str] | None:
     return keys or None
 
 
+def task_env_args(manifest: dict) -> dict | None:
+    """{instruction: env_args of the file holding the task's first demo} when the files describe different
+    environments (each task is then evaluated in its own); None when they all share one."""
+    files = manifest["files"]
+    if all(f.get("env_args") == files[0].get("env_args") for f in files):
+        return None
+    first = {}
+    for d in manifest["demos"]:
+        first.setdefault(d["task"], d["file"])
+    return {t["instruction"]: files[first[t["id"]]].get("env_args") for t in manifest["tasks"] if t["id"] in first}
+
+
 def check_rollout_envs(manifest: dict, pcfg: PolicyConfig) -> None:
     """Before training: the environment of each file's ``env_args`` (where they describe a robosuite env
     robosuite knows; built in a spawned process, so training never imports the simulator) produces

@@ -55,6 +55,32 @@ def start_worker_process(proc) -> None:
         signal.signal(signal.SIGINT, old)
 
 
+class ResultPipe:
+    """The sending end of one worker's own results pipe (``put`` like a queue's). A ``multiprocessing.Queue``
+    shared by workers has one write lock: a worker killed while its feeder thread holds it blocks every other
+    worker's results forever. One pipe per worker shares no lock."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def put(self, msg) -> None:
+        self.conn.send(msg)
+
+
+def next_message(readers: dict, timeout: float):
+    """One message from any of the workers' result pipes (``{reader: worker}``); a pipe whose worker is
+    gone is dropped. Raises ``queue.Empty`` when none arrives within ``timeout`` seconds."""
+    from multiprocessing.connection import wait
+
+    for r in wait(list(readers), timeout=timeout):
+        try:
+            return r.recv()
+        except (EOFError, OSError):  # the worker exited; its death is handled by the caller's liveness check
+            readers.pop(r, None)
+            r.close()
+    raise queue.Empty
+
+
 def describes_robosuite_env(env_args: dict | None) -> bool:
     """Whether ``env_args`` look like a robosuite env's recipe (our suite, or an env with robots), judged
     without importing robosuite (a synthetic or foreign file's env_args do not)."""
