@@ -257,7 +257,7 @@ def collect(cfg: CollectConfig) -> dict:
     from tqdm import tqdm
 
     from mtil.pipeline.sim.envs import suite_env_args
-    from mtil.pipeline.sim.probe import start_worker_process
+    from mtil.pipeline.sim.probe import ResultPipe, next_message, start_worker_process
     from mtil.pipeline.sim.tasks import TASKS
 
     tasks, N = cfg.task_names, cfg.demos_per_task
@@ -267,16 +267,19 @@ def collect(cfg: CollectConfig) -> dict:
     target = None  # the temp file beside out; committed (fsync + rename) or discarded
 
     ctx = mp.get_context("spawn")
-    results = ctx.Queue()
+    readers: dict = {}  # each worker's own results pipe: a killed worker cannot block the others' results
     workers: list[dict] = []
 
     def start_worker(slot: int | None = None) -> None:
         jq = ctx.Queue()
         opts = {"keep_failures": cfg.keep_failures or bool(cfg.policy), "action_noise": cfg.action_noise,
                 "dart_noise": cfg.noise, "policy": cfg.policy, "beta": cfg.beta}
-        p = ctx.Process(target=_worker_main, args=(jq, results, env_args, cfg.horizon, cfg.next_obs, opts),
+        r, wr = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_worker_main, args=(jq, ResultPipe(wr), env_args, cfg.horizon, cfg.next_obs, opts),
                         daemon=True)
         start_worker_process(p)
+        wr.close()
+        readers[r] = p
         w = {"proc": p, "jobs": jq, "job": None}
         if slot is None:
             workers.append(w)
@@ -328,7 +331,7 @@ def collect(cfg: CollectConfig) -> dict:
                             _account("error", job[0], job[1], "its worker died 3 times", counts, error_msgs,
                                      pending, next_index, cfg, N, max_fail)
             try:
-                status, task, index, payload = results.get(timeout=1.0)
+                status, task, index, payload = next_message(readers, timeout=1.0)
             except queue.Empty:
                 continue
             for w in workers:
@@ -382,6 +385,8 @@ def collect(cfg: CollectConfig) -> dict:
         target.commit()
     finally:
         _cleanup(bar, workers, f, target)
+        for r in readers:
+            r.close()
     elapsed = time.time() - t0
     return {"out": out, "demos": len(kept) - len(failed_names), "failed_kept": len(failed_names), "steps": total,
             "seconds": round(elapsed, 1),
