@@ -96,6 +96,30 @@ def canonical_key(key: str) -> str:
     return key[: -len("_rgb")] + "_image" if key.endswith("_rgb") else key
 
 
+def _instruction(value, info: FileInfo, where: str) -> str | None:
+    """A language instruction: text (str, or bytes in UTF-8); anything else (a number, an array, invalid
+    UTF-8) is a problem, not a task name."""
+    if isinstance(value, np.ndarray) and value.shape in ((), (1,)) and value.dtype.kind in "OSU":
+        value = value.reshape(-1)[0]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            info.problems.append(Problem(info.path, where, f"is not valid UTF-8 text (byte {e.start})"))
+            return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")  # h5py hands invalid UTF-8 over as lone surrogates
+        except UnicodeEncodeError as e:
+            info.problems.append(Problem(info.path, where, f"is not valid UTF-8 text (character {e.start})"))
+            return None
+    if not isinstance(value, str):
+        shown = value.tolist() if isinstance(value, np.ndarray) else value
+        info.problems.append(Problem(info.path, where, f"must be a text, found {type(value).__name__} {shown!r}"))
+        return None
+    return value
+
+
 def _int_attr(attrs, name: str, info: FileInfo, where: str) -> int | None:
     """An attribute that must hold one integer (``total``, ``num_samples``); a problem and None otherwise."""
     if name not in attrs:
@@ -143,9 +167,10 @@ def inspect_file(path: str, instruction: str | None = None, check_values: bool =
             return info
         with h5py.File(path, "r") as f:
             _inspect_open_file(f, info, instruction, check_values)
-    except (OSError, RuntimeError, KeyError, ValueError) as e:
-        # h5py raises these for truncated or corrupt files, often only when a dataset is read.
-        info.problems.append(Problem(path, "", f"cannot be read, truncated or corrupt? ({e})"))
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        # h5py raises these for truncated or corrupt files, often only when a dataset is read; say which.
+        guess = "truncated or corrupt? " if isinstance(e, OSError) and not isinstance(e, PermissionError) else ""
+        info.problems.append(Problem(path, "", f"cannot be read ({guess}{type(e).__name__}: {e})"))
     return info
 
 
@@ -159,9 +184,15 @@ def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, ch
     problem_info = _parse_json_attr(data.attrs, "problem_info", info, "data")
     if problem_info and problem_info.get("language_instruction"):
         text = problem_info["language_instruction"]
-        info.file_instruction = " ".join(text) if isinstance(text, list) else str(text)
+        if isinstance(text, list) and all(isinstance(t, str) for t in text):  # LIBERO: a list of words
+            text = " ".join(text)
+        info.file_instruction = _instruction(text, info, "data.attrs['problem_info'].language_instruction")
 
     names = sorted((k for k in data.keys() if isinstance(data[k], h5py.Group)), key=demo_sort_key)
+    for name in names:  # a soft link to another demo would count its data twice
+        link = data.get(name, getlink=True)
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            p.append(Problem(info.path, f"data/{name}", f"is a link to {link.path}: its steps would count twice"))
     if not names:
         p.append(Problem(info.path, "data", "contains no demos"))
         return
@@ -170,10 +201,14 @@ def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, ch
     for name in names:
         where = f"data/{name}"
         g = data[name]
-        demo_instruction = _text(g.attrs["language_instruction"]) if "language_instruction" in g.attrs else None
+        demo_instruction = (_instruction(g.attrs["language_instruction"], info,
+                                         f"{where}.attrs['language_instruction']")
+                            if "language_instruction" in g.attrs else None)
         text = demo_instruction or info.file_instruction or instruction
-        if not text or not text.strip():
-            p.append(Problem(info.path, where, "has no language instruction (give one with --instruction)"))
+        bad_attr = "language_instruction" in g.attrs and demo_instruction is None  # already a problem
+        if (not text or not text.strip()) and not bad_attr:
+            p.append(Problem(info.path, where, "has no language instruction (give one at ingest: `mtil ingest "
+                                               "FILE --instruction TEXT --out DIR`, and train on DIR)"))
         if "actions" not in g:
             p.append(Problem(info.path, where, "has no 'actions' dataset"))
             continue
@@ -301,6 +336,12 @@ def validate_files(paths: list[str], instructions: list[str] | None = None) -> l
     if len(instructions) not in (0, 1, len(paths)):
         raise DataError([Problem("--instruction", "", f"give one instruction or one per file ({len(paths)}), "
                                                       f"got {len(instructions)}")])
+    seen: dict[str, str] = {}
+    for path in paths:  # the same file twice (or through a link) would count its demos twice
+        real = os.path.realpath(path)
+        if real in seen:
+            raise DataError([Problem(path, "", f"given twice (also as {seen[real]}): its demos would count twice")])
+        seen[real] = path
     infos = []
     for i, path in enumerate(paths):
         text = instructions[0] if len(instructions) == 1 else (instructions[i] if instructions else None)

@@ -184,9 +184,17 @@ def test_mismatched_files_rejected(tmp_path, capsys):
     c = write_synthetic(str(tmp_path / "c.hdf5"), cameras=("agentview",))
     assert main(["ingest", a, b, "--out", str(tmp_path / "o")]) == 2
     assert "action dim 4" in capsys.readouterr().err
-    assert main(["ingest", a, c, "--out", str(tmp_path / "o")]) == 2
-    assert "robot0_eye_in_hand_image" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    # keys may differ between files (issue 14): the manifest keeps the ones every file has, same shape
+    assert main(["ingest", a, c, "--out", str(tmp_path / "o")]) == 0
+    assert "robot0_eye_in_hand_image" in capsys.readouterr().out  # noted as left out
+    obs = json.loads((tmp_path / "o" / "manifest.json").read_text())["obs"]
+    assert "agentview_image" in obs and "robot0_eye_in_hand_image" not in obs
+    # but the files must share a camera
+    d = write_synthetic(str(tmp_path / "d.hdf5"), cameras=("frontview",))
+    assert main(["ingest", c, d, "--out", str(tmp_path / "p")]) == 2
+    assert "shares no camera" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
 
 
 def test_out_not_empty_and_missing_source(tmp_path, capsys, two_task_file):

@@ -90,3 +90,36 @@ def _flip_byte(path: str) -> None:
         f.seek(st.st_size - 10)
         f.write(bytes([b[0] ^ 0xFF]))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("value, expect", [
+    (5, "must be a text, found int64 5"),
+    (np.array([1.0, 2.0]), "must be a text, found ndarray"),
+    (np.void(b"\xff\xfe lift"), "must be a text"),
+    (b"\xff\xfe lift", "not valid UTF-8"),
+])
+def test_non_text_instructions_are_not_task_names(src, tmp_path, capsys, value, expect):
+    """Defect 8: an int, an array or invalid UTF-8 was taken as a task name."""
+    with h5py.File(src, "a") as f:
+        f["data/demo_1"].attrs["language_instruction"] = value
+    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, "data/demo_1.attrs['language_instruction']",
+           expect)
+
+
+def test_data_counted_twice_is_refused(src, tmp_path, capsys):
+    """Defect 8: the same file given twice (or through a link), or a demo soft-linked to another."""
+    _fails(["ingest", src, src, "--out", str(tmp_path / "d")], capsys, "given twice")
+    os.symlink(src, tmp_path / "alias.hdf5")
+    _fails(["ingest", src, str(tmp_path / "alias.hdf5"), "--out", str(tmp_path / "d")], capsys, "given twice")
+    with h5py.File(src, "a") as f:
+        f["data/demo_9"] = h5py.SoftLink("/data/demo_0")
+    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, "data/demo_9: is a link to /data/demo_0")
+
+
+def test_train_without_language_points_to_ingest(tmp_path, capsys):
+    """Defect 8: `mtil train` suggested an --instruction option it does not have."""
+    src = write_synthetic(str(tmp_path / "x.hdf5"), tasks=["t"], per_demo_language=False)
+    with h5py.File(src, "a") as f:
+        del f["data"].attrs["problem_info"]
+    err = _fails(["train", "--data", src, "--out", str(tmp_path / "r"), *TRAIN], capsys, "mtil ingest")
+    assert "--instruction TEXT --out DIR" in err
