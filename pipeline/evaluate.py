@@ -352,8 +352,11 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
             _, r, seed, record, _ = job_by_id[jid]
             episodes[(r, jid % n)] = {"seed": seed, **res}
             if record and frames:
-                write_video(os.path.join(out, "videos", f"{rows[r].task}__{_slug(rows[r].condition)}__{jid % n}.mp4"),
-                            frames, rows[r].instruction, res, goal=goal)
+                try:
+                    write_video(os.path.join(out, "videos", f"{rows[r].task}__{_slug(rows[r].condition)}__{jid % n}"
+                                             ".mp4"), frames, rows[r].instruction, res, goal=goal)
+                except OSError as e:  # a full disk loses the video, not the episodes that finished
+                    print(f"warning: video not written ({e.strerror or e})", file=sys.stderr)
             done += 1
             bar.update(1)
             ok = [e for e in episodes.values() if e and not e["error"]]

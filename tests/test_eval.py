@@ -223,3 +223,20 @@ def test_ctrl_c_during_eval_prints_no_worker_traceback(trained, tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     report = json.loads((out / "eval.json").read_text())
     assert report["interrupted"] is True and report["complete"] is False
+
+
+def test_full_disk_loses_videos_not_episodes(trained, tmp_path, monkeypatch, capsys):
+    """Defect 5: a full disk while writing a video ended the evaluation with a traceback, finished episodes
+    lost; now the video is skipped with a warning and eval.json holds every episode."""
+    import errno
+
+    import mtil.pipeline.eval_report as report
+
+    def full(path, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(report, "write_video", full)
+    res = ev.evaluate(EvalConfig(trained, str(tmp_path / "v"), episodes_per_task=2, workers=1, max_steps=3,
+                                 video_episodes=1))
+    assert res["rows"][0]["n"] == 2 and res["complete"] is True
+    assert "video not written (No space left on device)" in capsys.readouterr().err

@@ -123,3 +123,19 @@ def test_train_without_language_points_to_ingest(tmp_path, capsys):
         del f["data"].attrs["problem_info"]
     err = _fails(["train", "--data", src, "--out", str(tmp_path / "r"), *TRAIN], capsys, "mtil ingest")
     assert "--instruction TEXT --out DIR" in err
+
+
+def test_full_disk_is_one_message(src, tmp_path, capsys, monkeypatch):
+    """Defect 5: a full disk while writing ended in a traceback; now one line, exit 2, no temp file left."""
+    import errno
+
+    import mtil.datasets.atomic as atomic
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr("mtil.datasets.ingest.write_json_atomic", full)
+    err = _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, "No space left on device", "manifest.json")
+    assert "Traceback" not in err and not (tmp_path / "d").exists()
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    assert atomic.write_json_atomic is not full  # only ingest's reference was replaced

@@ -97,7 +97,8 @@ def dataclass_from_args(cls, args: argparse.Namespace):
 
 def run_guarded(func, args) -> int:
     """Run a command's ``func(args)`` with the exit-code conventions of `mtil`: 2 and one line per problem
-    for bad input (no traceback), 130 on Ctrl-C; anything else propagates (a bug: traceback, exit 1)."""
+    for bad input (no traceback), 2 and one line for a full disk or a read-only file system, 130 on Ctrl-C;
+    anything else propagates (a bug: traceback, exit 1)."""
     import sys
 
     try:
@@ -112,3 +113,12 @@ def run_guarded(func, args) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where} (temp files of unfinished writes were removed; earlier outputs are "
+              "untouched)", file=sys.stderr)
+        return 2
