@@ -21,7 +21,9 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     den = 1 + z * z / n
     center = (p + z * z / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, center - half), min(1.0, center + half)
+    # the interval always contains p; rounding made center - half exceed 0 = p for k = 0 at some n (e.g.
+    # 2e-17), which a plot's error bar then rejected as a negative length
+    return float(min(p, max(0.0, center - half))), float(max(p, min(1.0, center + half)))
 
 
 def summarize(episodes: list[dict]) -> dict:
@@ -154,7 +156,7 @@ def _plot(path: str, result: dict) -> None:
               "video": "tab:green", "goal image": "tab:purple"}
     labels = [f"{r['task']}\n{r['instruction'][:38]}" if r["condition"] == "paraphrase" else r["task"] for r in rows]
     rates = np.array([r["success_rate"] for r in rows])
-    err = np.array([[r["success_rate"] - r["ci95"][0], r["ci95"][1] - r["success_rate"]] for r in rows]).T
+    err = np.clip([[r["success_rate"] - r["ci95"][0], r["ci95"][1] - r["success_rate"]] for r in rows], 0, None).T
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(rows) + 2), 4.5))
     ax.bar(range(len(rows)), rates, yerr=err, capsize=3, color=[colors.get(r["condition"], "gray") for r in rows])
     ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)

@@ -24,6 +24,20 @@ def test_wilson_values():
     assert wilson(0, 0) == (0.0, 1.0)
 
 
+def test_wilson_contains_the_rate_and_plots_all_successes(tmp_path):
+    """Rounding once put the upper bound of 10/10 just below 1: the bar plot then refused a negative error."""
+    from mtil.pipeline.eval_report import _plot
+
+    for n in range(1, 201):
+        for k in range(n + 1):
+            lo, hi = wilson(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n)
+    rows = [{"task": t, "condition": "train instruction", "instruction": t, "success_rate": k / 10,
+             "ci95": list(wilson(k, 10)), "n": 10} for t, k in (("a", 10), ("b", 0), ("c", 4))]
+    _plot(str(tmp_path / "s.png"), {"rows": rows, "checkpoint": "x.pt", "step": 1, "complete": True})
+    assert (tmp_path / "s.png").stat().st_size > 1000
+
+
 def test_config_validation():
     from mtil.datasets.errors import UserError
 

@@ -128,3 +128,25 @@ def test_expert_closes_as_soon_as_it_is_low_enough(envs):
     assert expert.decision == "close" and a[6] == 1.0 and 0.0 < dz < 0.012 + 0.006  # one step of descent
     # the same eef height over the cube with the fingers open is labelled "close" every time
     assert expert.act(env.raw)[6] == 1.0
+
+
+def test_two_envs_in_one_process_render_their_own_observations():
+    """robosuite renders with whatever GL context is current: after a second env rendered a video frame,
+    the first one's observations came out wrong (255 levels off) until SimEnv made its context current."""
+    args = suite_env_args(image_size=32)
+    a = make_env(args, task="lift_red")
+    first = a.reset(seed=7)
+    b = make_env(args, task="lift_blue")
+    b.reset(seed=3)
+    b.render_frame("agentview", 96)  # a video frame: resizes b's offscreen buffer
+    again = a.reset(seed=7)
+    a.render_frame("agentview", 96)
+    b_obs = b.reset(seed=3)
+    fresh = make_env(args, task="lift_blue")
+    b_fresh = fresh.reset(seed=3)
+    for k in first:
+        if k.endswith("_image"):
+            np.testing.assert_array_equal(first[k], again[k], err_msg=k)
+            np.testing.assert_array_equal(b_obs[k], b_fresh[k], err_msg=k)
+    for env in (a, b, fresh):
+        env.close()

@@ -161,7 +161,22 @@ class SimEnv:
 
     # ------------------------------------------------------------ core API
 
+    def _gl_current(self) -> None:
+        """Make this env's OpenGL context current before anything renders.
+
+        robosuite's offscreen renderer makes its context current only when it is created, not when it
+        renders. With two envs in one process (an eval worker has one per task, a collect worker one per
+        scene), the env made second stayed current, and the first one rendered its observations with the
+        other's context: wrong pixels, and after a resize of its buffer (a 192 px video frame) wrong
+        actions from step 0 (measured: one policy, one seed: success in 52 steps alone, failure after
+        another env had rendered a video frame in the same process).
+        """
+        ctx = getattr(self.raw.sim, "_render_context_offscreen", None)
+        if ctx is not None:
+            ctx.gl_ctx.make_current()
+
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        self._gl_current()
         if seed is not None:
             # robosuite's samplers hold a reference to env.rng: reseed it in place
             self.raw.rng.bit_generator.state = np.random.default_rng(int(seed)).bit_generator.state
@@ -170,6 +185,7 @@ class SimEnv:
         return self._obs(raw)
 
     def step(self, action) -> tuple[dict[str, np.ndarray], float, bool, dict]:
+        self._gl_current()
         raw, reward, _, info = self.raw.step(np.asarray(action, dtype=np.float64))
         data = self.raw.sim.data._data
         bad = int(data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number)
@@ -184,6 +200,7 @@ class SimEnv:
 
     def render_frame(self, camera: str = "agentview", size: int = 256) -> np.ndarray:
         """(size, size, 3) uint8 upright frame from ``camera`` (for videos; not an observation)."""
+        self._gl_current()
         img = self.raw.sim.render(width=size, height=size, camera_name=camera)
         return np.ascontiguousarray(img[::-1])
 
@@ -191,6 +208,7 @@ class SimEnv:
         return np.array(self.raw.sim.get_state().flatten())
 
     def reset_to_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        self._gl_current()
         state = np.asarray(state, dtype=np.float64)
         if np.array_equal(state, self.get_state()):  # e.g. states[0] right after reset(seed): keep it exact
             return self._obs(self.raw._get_observations(force_update=True))
@@ -203,6 +221,7 @@ class SimEnv:
         return self._obs(self.raw._get_observations(force_update=True))
 
     def observation_spec(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        self._gl_current()
         obs = self._obs(self.raw._get_observations(force_update=True))
         return {k: (v.shape, v.dtype) for k, v in obs.items()}
 
