@@ -94,3 +94,26 @@ def test_robomimic_reads_a_round_file(dagger_run):
                          load_next_obs=False, seq_length=4, hdf5_cache_mode=None)
     item = ds[0]
     assert item["actions"].shape == (4, 7) and item["obs"]["agentview_image"].shape[0] == 4
+
+
+def test_next_obs_are_virtual_and_robomimic_reads_them_by_default(dagger_run):
+    """Without --next-obs, collect links next_obs/<key> to obs/<key> shifted by one step (no extra bytes), so
+    robomimic's default load_next_obs=True works on mtil files."""
+    from mtil.datasets.manifest import manifest_from_inputs
+
+    d, args = dagger_run
+    data = args[2]
+    manifest_from_inputs([data])
+    with h5py.File(data) as f:
+        g = f["data"]["demo_0"]
+        for k in g["obs"]:
+            assert g["next_obs"][k].is_virtual
+            np.testing.assert_array_equal(g["next_obs"][k][:-1], g["obs"][k][1:])
+            np.testing.assert_array_equal(g["next_obs"][k][-1], g["obs"][k][-1])
+    pytest.importorskip("robomimic")
+    from robomimic.utils.dataset import SequenceDataset
+
+    ds = SequenceDataset(hdf5_path=data, obs_keys=("robot0_eef_pos", "agentview_image"), dataset_keys=("actions",),
+                         load_next_obs=True, seq_length=4, hdf5_cache_mode=None)
+    item = ds[2]
+    np.testing.assert_allclose(item["next_obs"]["robot0_eef_pos"][:-1], item["obs"]["robot0_eef_pos"][1:])

@@ -64,7 +64,9 @@ class CollectConfig:
     image_size: int = 84
     """camera height = width in pixels"""
     next_obs: bool = False
-    """also store next_obs/<key> for every step (robomimic's SequenceDataset can use it)"""
+    """store next_obs/<key> as real copies (the observation after each step, the last one from the env);
+    without it next_obs/<key> are virtual datasets over obs/<key> shifted by one step (no extra bytes; the
+    last step repeats its observation), which robomimic's default loader reads too"""
     render_quality: str = "fast"
     """fast (decimated meshes, no shadows, no MSAA) | default (robosuite's rendering)"""
     overwrite: bool = False
@@ -235,6 +237,24 @@ def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, op
 # ---------------------------------------------------------------- main side
 
 
+def link_next_obs(g) -> None:
+    """``next_obs/<key>`` as HDF5 virtual datasets over ``obs/<key>`` shifted by one step (the last step
+    repeats its observation): readers that want next_obs (robomimic's default config) get it, and the
+    file grows by a few hundred bytes per key instead of doubling. Call after the group has its final
+    name: the mapping stores the source's path."""
+    import h5py
+
+    nxt = g.create_group("next_obs")
+    for k, ds in g["obs"].items():
+        T = ds.shape[0]
+        src = h5py.VirtualSource(".", ds.name, shape=ds.shape, dtype=ds.dtype)  # "." = this same file
+        layout = h5py.VirtualLayout(shape=ds.shape, dtype=ds.dtype)
+        if T > 1:
+            layout[: T - 1] = src[1:T]
+        layout[T - 1] = src[T - 1]
+        nxt.create_virtual_dataset(k, layout)
+
+
 def _write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) -> None:
     g = f.create_group(name)
     T = len(ep["actions"])
@@ -361,6 +381,8 @@ def collect(cfg: CollectConfig) -> dict:
             else:
                 failed_names.append(f"demo_{i}")
             total += int(data[f"demo_{i}"].attrs["num_samples"])
+            if not cfg.next_obs:
+                link_next_obs(data[f"demo_{i}"])
         data.attrs["total"] = total
         data.attrs["env_args"] = json.dumps(env_args)
         data.attrs["mtil_collect"] = json.dumps({k: v for k, v in asdict(cfg).items() if k != "task_names"})
