@@ -117,3 +117,21 @@ def test_next_obs_are_virtual_and_robomimic_reads_them_by_default(dagger_run):
                          load_next_obs=True, seq_length=4, hdf5_cache_mode=None)
     item = ds[2]
     np.testing.assert_allclose(item["next_obs"]["robot0_eef_pos"][:-1], item["obs"]["robot0_eef_pos"][1:])
+
+
+def test_round_whose_rollouts_all_error_exits_3(dagger_run, tmp_path, capsys):
+    """A policy that reads an observation the simulator does not produce: every rollout errors, the round
+    stops with exit 3 and a message, and no round file is left behind."""
+    d, args = dagger_run
+    ck = torch.load(d / "run" / "last.pt", weights_only=True)
+    keys = ck["policy_config"]["lowdim_keys"]
+    ck["stats"]["obs/robot0_missing"] = ck["stats"].pop(f"obs/{keys[0]}")
+    keys[0] = "robot0_missing"
+    torch.save(ck, tmp_path / "broken.pt")
+    out = tmp_path / "o"
+    rc = main(["dagger", str(tmp_path / "broken.pt"), "--data", args[2], "--out", str(out), "--rounds", "1",
+               "--episodes-per-task", "1", "--steps", "1", "--horizon", "15", "--eval-episodes", "0",
+               "--workers", "1"])
+    assert rc == 3
+    assert "error" in capsys.readouterr().err
+    assert not (out / "round_1" / "rollouts.hdf5").exists()
