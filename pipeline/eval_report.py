@@ -129,18 +129,16 @@ def stage_table(rows: list[dict]) -> list[str]:
     for r in rows:
         w = r["where_episodes_end"]
         stages = _task_stages(r["task"])
-        cells = [str(w["stages"].get(s, 0)) if stages is None or s in stages else "-" for s in used]
+        cells = [str(w["stages"].get(s, 0)) if s in stages else "-" for s in used]
         lines.append(f"| {r['task']} | {r['condition']} | " + " | ".join(cells) + f" | {w['stalled']} |")
     return lines
 
 
-def _task_stages(task: str) -> tuple[str, ...] | None:
-    from mtil.pipeline.sim.stages import LIFT_STAGES, STOCK_STAGES, TRANSPORT_STAGES
+def _task_stages(task: str) -> tuple[str, ...]:
+    from mtil.pipeline.sim.stages import stages_of_kind
     from mtil.pipeline.sim.tasks import TASKS
 
-    if task not in TASKS:
-        return STOCK_STAGES
-    return LIFT_STAGES if TASKS[task].kind == "lift" else TRANSPORT_STAGES
+    return stages_of_kind(TASKS[task].kind if task in TASKS else None)
 
 
 def _plot(path: str, result: dict) -> None:

@@ -241,7 +241,7 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
                 steps += 1
                 action = policy.predict_action(obs, task_input)
                 obs, _, done, _ = env.step(action)
-                tracker.step(env.raw)
+                tracker.step(env.raw, success=done)  # env.step's done is the success predicate
                 if record:
                     frames.append(env.render_frame("agentview", video_size))
                 if done:

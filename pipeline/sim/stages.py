@@ -30,18 +30,24 @@ STALL_STEPS = 30
 STALL_MOVE = 0.005
 
 
+def stages_of_kind(kind: str | None) -> tuple[str, ...]:
+    """The stage names of a suite task kind (lift, stack, place); None: a stock robosuite env."""
+    if kind is None:
+        return STOCK_STAGES
+    return LIFT_STAGES if kind == "lift" else TRANSPORT_STAGES
+
+
 def stages_for(env) -> tuple[str, ...]:
     """The stage names for the env's current task (``env``: a robosuite env, e.g. ``SimEnv.raw``)."""
     spec = getattr(env, "task_spec", None)
-    if spec is None:
-        return STOCK_STAGES
-    return LIFT_STAGES if spec.kind == "lift" else TRANSPORT_STAGES
+    return stages_of_kind(spec.kind if spec is not None else None)
 
 
-def stage_of(env) -> int:
-    """Index into ``stages_for(env)`` of the highest stage whose condition holds in the current state."""
+def stage_of(env, success: bool | None = None) -> int:
+    """Index into ``stages_for(env)`` of the highest stage whose condition holds in the current state
+    (``success``: the task predicate, when the caller has just computed it)."""
     names = stages_for(env)
-    if env._check_success():
+    if env._check_success() if success is None else success:
         return len(names) - 1
     if names is STOCK_STAGES:
         return 0
@@ -78,8 +84,8 @@ class StageTracker:
         self.eef: list[np.ndarray] = []
         self._site = env.robots[0].eef_site_id["right"]
 
-    def step(self, env) -> None:
-        self.furthest = max(self.furthest, stage_of(env))
+    def step(self, env, success: bool | None = None) -> None:
+        self.furthest = max(self.furthest, stage_of(env, success))
         self.eef.append(np.array(env.sim.data.site_xpos[self._site]))
         del self.eef[:-STALL_STEPS]  # only the tail matters
 
