@@ -55,7 +55,9 @@ def random_shift(x: Tensor, pad: int = 4, generator: torch.Generator | None = No
     if pad == 0:
         return x
     b, c, h, w = x.shape
-    shifts = torch.randint(-pad, pad + 1, (b, 2), generator=generator).to(x.device)  # (B, 2) = (dy, dx)
+    # drawn where the images are (a CPU draw copied to a GPU would make every step wait for the copy)
+    where = x.device if generator is None else "cpu"
+    shifts = torch.randint(-pad, pad + 1, (b, 2), generator=generator, device=where).to(x.device)  # (dy, dx)
     rows = (torch.arange(h, device=x.device)[None, :] + shifts[:, :1]).clamp_(0, h - 1)  # (B, H)
     cols = (torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]).clamp_(0, w - 1)  # (B, W)
     x = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))

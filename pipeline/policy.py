@@ -209,8 +209,8 @@ class MultiTaskPolicy(nn.Module):
     def compute_loss(self, batch: dict) -> tuple[Tensor, dict]:
         """batch from the windowed dataset (on the policy's device) -> (scalar loss, metrics).
 
-        metrics: floats ``bc_loss`` (and ``align_loss`` for video), plus ``per_sample`` (B,) detached
-        tensor of BC losses for per-task logging.
+        metrics: detached tensors ``bc_loss`` (and ``align_loss`` for video) and ``per_sample`` (B,) BC
+        losses for per-task logging (tensors, so that a training step never waits for the device).
         """
         z, video_emb = self.task_vector(batch)
         h = self._features(batch["obs"], z, augment=self.training)
@@ -227,11 +227,11 @@ class MultiTaskPolicy(nn.Module):
             log_prob = (-0.5 * ((x - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
             per_sample = -torch.logsumexp(F.log_softmax(logits, -1) + log_prob, dim=-1) / x.shape[-1]
         loss = per_sample.mean()
-        metrics = {"bc_loss": float(loss.detach()), "per_sample": per_sample.detach()}
+        metrics = {"bc_loss": loss.detach(), "per_sample": per_sample.detach()}
         if video_emb is not None and self.task_lang_emb.shape[1]:
             align = cosine_alignment_loss(video_emb, self.task_lang_emb[batch["task"]])
             loss = loss + self.cfg.align_weight * align
-            metrics["align_loss"] = float(align.detach())
+            metrics["align_loss"] = align.detach()
         return loss, metrics
 
     @torch.no_grad()

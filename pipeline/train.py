@@ -200,7 +200,8 @@ def build_state(cfg: TrainConfig, pcfg: PolicyConfig, data: TrainData, lang_emb:
     for p in model.parameters():
         (no_decay if p.dim() < 2 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+                            fused=dist.device.type == "cuda" or None)  # one kernel for all parameters
     state = TrainState(model, ema, opt)
     if resume is None:
         torch.manual_seed(cfg.seed + 1000 * dist.rank)  # augmentation noise differs per rank
@@ -227,40 +228,49 @@ def make_checkpoint(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, dat
         task_env_args=task_env_args(data.manifest))
 
 
+def autocast(cfg: TrainConfig, device: torch.device):
+    """The forward pass's precision context: bf16 autocast per ``--amp`` (auto: on a GPU only)."""
+    import contextlib
+
+    on = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
+
+
 def train_step(state: TrainState, net: torch.nn.Module, batch: dict, cfg: TrainConfig,
                batches_per_epoch: int) -> dict:
     """One optimizer step on ``batch`` (on the device): forward, loss, backward, gradient clip, AdamW step
     at the scheduled learning rate, EMA update; advances the step and the sampler position. ``net`` is the
-    model or its DDP wrapper. Returns the policy's metrics plus ``loss``, ``lr`` and ``grad_norm``."""
+    model, its DDP wrapper or its compiled form. Returns the policy's metrics plus ``loss``, ``lr`` and
+    ``grad_norm``; losses and the norm stay tensors on the device (reading one waits for the device, so
+    the loop reads them only when it logs)."""
     lr = lr_at(state.step, cfg)
     for g in state.opt.param_groups:
         g["lr"] = lr
     state.model.train()
-    loss, metrics = net(batch)
+    with autocast(cfg, batch["actions"].device):
+        loss, metrics = net(batch)
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip))
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
     state.opt.step()
-    with torch.no_grad():
-        for pe, pm in zip(state.ema.parameters(), state.model.parameters()):
-            pe.lerp_(pm, 1.0 - cfg.ema_decay)
-        for be, bm in zip(state.ema.buffers(), state.model.buffers()):
-            be.copy_(bm)
+    with torch.no_grad():  # EMA: one fused call per tensor list instead of one per parameter
+        torch._foreach_lerp_(list(state.ema.parameters()), list(state.model.parameters()), 1.0 - cfg.ema_decay)
+        torch._foreach_copy_(list(state.ema.buffers()), list(state.model.buffers()))
     state.step += 1
     state.batch_in_epoch += 1
     if state.batch_in_epoch >= batches_per_epoch:
         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-    return {**metrics, "loss": float(loss.detach()), "lr": lr, "grad_norm": grad_norm}
+    return {**metrics, "loss": loss.detach(), "lr": lr, "grad_norm": grad_norm.detach()}
 
 
 def log_step(writer, step: int, m: dict, tasks: torch.Tensor, wait_fraction: float) -> None:
     """TensorBoard scalars of one step: losses, lr, gradient norm, data wait and the BC loss per task."""
-    writer.add_scalar("train/loss", m["loss"], step)
-    writer.add_scalar("train/bc_loss", m["bc_loss"], step)
+    writer.add_scalar("train/loss", float(m["loss"]), step)
+    writer.add_scalar("train/bc_loss", float(m["bc_loss"]), step)
     if "align_loss" in m:
-        writer.add_scalar("train/align_loss", m["align_loss"], step)
+        writer.add_scalar("train/align_loss", float(m["align_loss"]), step)
     writer.add_scalar("train/lr", m["lr"], step)
-    writer.add_scalar("train/grad_norm", m["grad_norm"], step)
+    writer.add_scalar("train/grad_norm", float(m["grad_norm"]), step)
     writer.add_scalar("train/data_wait_fraction", wait_fraction, step)
     per = m["per_sample"].cpu()
     tasks = tasks.cpu()
@@ -281,9 +291,11 @@ def train(cfg: TrainConfig) -> str:
     pcfg, lang_emb = build_policy_config(cfg, manifest)
     if not cfg.skip_env_check and resume is None:
         check_rollout_envs(manifest, pcfg)
-    data = build_data(cfg, manifest, stats, splits, pcfg, dist.rank, dist.world)
+    data = build_data(cfg, manifest, stats, splits, pcfg, dist.rank, dist.world, dist.device)
     state = build_state(cfg, pcfg, data, lang_emb, dist, resume)
     net = torch.nn.parallel.DistributedDataParallel(state.model) if dist.world > 1 else state.model
+    if cfg.compile != "off":
+        net = torch.compile(net, mode=cfg.compile)
 
     writer = None
     if dist.main:
@@ -293,7 +305,8 @@ def train(cfg: TrainConfig) -> str:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(os.path.join(out, "tb"), purge_step=state.step if state.step else None)
-        how = f"DataLoader with {data.workers} workers" if data.workers else "batches built in the main process"
+        how = (f"batches built on {dist.device}" if data.on_device else f"DataLoader with {data.workers} workers"
+               if data.workers else "batches built in the main process")
         print(f"data: {data.ds.describe()}; {how}", file=sys.stderr)
 
     from tqdm import tqdm
@@ -320,10 +333,10 @@ def train(cfg: TrainConfig) -> str:
             continue
         bar.update(1)
         if bar.disable and (step % max(1, cfg.steps // 20) == 0 or step == cfg.steps):  # logs, not a terminal
-            print(f"step {step}/{cfg.steps} loss {m['loss']:.4f} {(step - start_step) / t_total:.2f} steps/s "
-                  f"data wait {wait_total / t_total:.1%}", file=sys.stderr, flush=True)
-        bar.set_postfix(loss=f"{m['loss']:.4f}", wait=f"{wait_total / t_total:.0%}")
-        if step % 10 == 0 or step == cfg.steps:
+            print(f"step {step}/{cfg.steps} loss {float(m['loss']):.4f} {(step - start_step) / t_total:.2f} "
+                  f"steps/s data wait {wait_total / t_total:.1%}", file=sys.stderr, flush=True)
+        if step % 10 == 0 or step == cfg.steps:  # reading the loss waits for the device: not every step
+            bar.set_postfix(loss=f"{float(m['loss']):.4f}", wait=f"{wait_total / t_total:.0%}")
             log_step(writer, step, m, batch["task"], wait_total / t_total)
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
             for t, v in validation_loss(state.ema, data.valid_ds, dist.device).items():

@@ -74,6 +74,14 @@ class TrainConfig(PolicyOptions):
     """DataLoader workers (-1: 0 for memory-mapped/in-RAM images, 2 for h5py reads)"""
     device: str = "auto"
     """auto (cuda if available) | cpu | cuda"""
+    device_data: str = "auto"
+    """keep the training windows on the device and build batches there: auto (on a GPU, when the data takes
+    under half of its free memory and the conditioning is language/one-hot) | on | off"""
+    amp: str = "auto"
+    """mixed precision of the forward pass: auto (bf16 on a GPU, off on the CPU) | bf16 | off"""
+    compile: str = "off"
+    """torch.compile the policy's training step: off | default | reduce-overhead (adds CUDA graphs); compiling
+    costs tens of seconds at start"""
     init_from: str = ""
     """start from this checkpoint's (EMA) weights and normalization instead of a fresh network (fine-tuning,
     e.g. DAgger rounds); the data must have the same tasks, in the same order, and observation keys"""
@@ -101,6 +109,11 @@ class TrainConfig(PolicyOptions):
             raise UserError(f"--failed-demos use: unsuccessful episodes do not demonstrate their instruction; only "
                             f"goal_image or mixed conditioning can learn from them (not {self.conditioning})")
         parse_demo_caps(self.demos_per_task)  # raises on a malformed entry
+        for name, value, allowed in (("--device-data", self.device_data, ("auto", "on", "off")),
+                                     ("--amp", self.amp, ("auto", "bf16", "off")),
+                                     ("--compile", self.compile, ("off", "default", "reduce-overhead"))):
+            if value not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
     @property
     def kind(self) -> ConditioningKind:
@@ -110,7 +123,7 @@ class TrainConfig(PolicyOptions):
 
 # Fields that do not change what is computed: they may differ when resuming.
 RESUME_FREE = {"skip_env_check", "resume", "save_every", "eval_every", "num_workers", "device", "out", "rollout_every",
-               "rollout_episodes"}
+               "rollout_episodes", "device_data", "amp", "compile"}
 
 
 def parse_demo_caps(entries: list[str]) -> tuple[int | None, dict[str, int]]:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mtil.datasets.errors import UserError
+from mtil.datasets.device_windows import DeviceWindows, device_bytes
 from mtil.datasets.manifest import manifest_from_inputs
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
@@ -33,6 +34,8 @@ class TrainData:
     """built once (rank 0 only): every validation pass reuses it"""
     workers: int
     """DataLoader worker processes (0: batches built in this process)"""
+    on_device: DeviceWindows | None = None
+    """the windows held on the training device (``--device-data``): batches are built there"""
 
 
 def select_training_data(cfg: TrainConfig, manifest: dict, stats: dict) -> tuple[dict, dict, tuple[str, ...]]:
@@ -112,25 +115,55 @@ def check_rollout_envs(manifest: dict, pcfg: PolicyConfig) -> None:
                              unknown_ok=True)
 
 
+def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -> DeviceWindows | None:
+    """``--device-data``: the windows copied to ``device`` (a GPU), or None for the CPU batch path. auto: on a
+    GPU when they take under half of its free memory and the conditioning is language or one-hot (goal
+    sampling and video clips are built on the CPU); on: the same, with an error where it cannot."""
+    if cfg.device_data == "off" or (cfg.device_data == "auto" and device.type != "cuda"):
+        return None
+    why = None
+    if cfg.kind.uses_goal_image or cfg.kind.uses_video:
+        why = f"{cfg.conditioning} conditioning builds its goals/clips on the CPU"
+    elif device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if device_bytes(ds) > free // 2:
+            why = f"the windows take {device_bytes(ds) / 2**30:.1f} GiB, more than half of the free {free / 2**30:.1f} GiB"
+    if why is None:
+        return DeviceWindows(ds, device)
+    if cfg.device_data == "on":
+        raise UserError(f"--device-data on: {why}")
+    print(f"data: batches built on the CPU ({why})", file=sys.stderr)
+    return None
+
+
 def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str, ...], pcfg: PolicyConfig,
-               rank: int = 0, world: int = 1) -> TrainData:
+               rank: int = 0, world: int = 1, device: torch.device | None = None) -> TrainData:
     """Windowed datasets of the policy's observation keys and the stratified sampler of ``rank`` (of
-    ``world`` DDP processes); the validation set only on rank 0."""
+    ``world`` DDP processes); the validation set only on rank 0; the windows on ``device`` per
+    ``--device-data``."""
     goal = cfg.kind.uses_goal_image
     keys = pcfg.image_keys + pcfg.lowdim_keys
     ds = WindowedDataset(manifest, splits, keys, cfg.obs_horizon, cfg.action_horizon,
                          goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
     sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
-    workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
+    on_device = place_windows(cfg, ds, device or torch.device("cpu"))
+    workers = 0 if on_device else cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
     valid_ds = None  # video clips are drawn from training demos: no validation loss under video conditioning
     if rank == 0 and not cfg.kind.uses_video and any(d["split"] == "valid" for d in manifest["demos"]):
         valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon, goal=ds.goal)
-    return TrainData(manifest, stats, ds, sampler, valid_ds, workers)
+    return TrainData(manifest, stats, ds, sampler, valid_ds, workers, on_device)
 
 
 def batch_stream(data: TrainData) -> Iterator[dict]:
     """Batches forever, in the sampler's order (epoch after epoch)."""
+    if data.on_device is not None:
+        def endless():
+            while True:
+                yield from data.sampler
+
+        yield from data.on_device.stream(endless())
+        return
     if data.workers:
         loader = make_loader(data.ds, data.sampler, num_workers=data.workers)
         while True:

@@ -158,7 +158,7 @@ def _fit(ds, policy, zero_task: bool, steps: int = 250) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(m["bc_loss"])
+        losses.append(float(m["bc_loss"]))
     return float(np.mean(losses[-20:]))
 
 
