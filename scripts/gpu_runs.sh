@@ -13,7 +13,10 @@
 set -u
 W=${1:?usage: gpu_runs.sh WORK [full|tiny]}; SCALE=${2:-full}
 mkdir -p "$W/data" "$W/runs" "$W/results"; cd "$(dirname "$0")/.." || exit 2; REPO=$PWD
-type mtil >/dev/null 2>&1 || mtil() { "$(dirname "$(command -v python)")/mtil" "$@"; }
+# the console script where installed; else (the GPU kit: env.sh's PYTHONPATH, whose shell function does not
+# reach this script) its target
+command -v mtil >/dev/null 2>&1 || mtil() {
+  python3 -P -c "import sys; from mtil.pipeline.cli.main import main; sys.argv[0] = 'mtil'; sys.exit(main())" "$@"; }
 NPROC=$(nproc)
 if [ "$SCALE" = tiny ]; then
   DEMOS=3; SUITE_STEPS=30; ABL_STEPS=30; SINGLE_STEPS=10; EPS=1; BENCH=(40 40); EVW=1; MAXS=30; COLW=2
@@ -23,8 +26,9 @@ else
 fi
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 done_train() { [ -f "$1/train_summary.json" ]; }
+done_eval() { python3 -c "import json, sys; sys.exit(not json.load(open(sys.argv[1]))['complete'])" "$1/eval.json" 2>/dev/null; }
 slim() {  # RUN DEST: the checkpoint's EMA policy without optimizer state (a quarter of the size), evaluable anywhere
-  python -c "import sys, torch; from mtil.pipeline.checkpoint import load_checkpoint as L
+  python3 -c "import sys, torch; from mtil.pipeline.checkpoint import load_checkpoint as L
 torch.save(L(sys.argv[1]).for_inference(), sys.argv[2])" "$1/last.pt" "$2/policy.pt"
 }
 
@@ -32,7 +36,7 @@ torch.save(L(sys.argv[1]).for_inference(), sys.argv[2])" "$1/last.pt" "$2/policy
 OLDSRC=${OLDSRC:-$REPO/.device/oldsrc}
 if [ ! -f "$W/results/bench.done" ]; then
   log "bench"
-  B="python $REPO/scripts/bench_train.py --image-size 84 --threads 1 --json $W/results/bench.jsonl"
+  B="python3 $REPO/scripts/bench_train.py --image-size 84 --threads 1 --json $W/results/bench.jsonl"
   [ -d "$OLDSRC/mtil" ] && PYTHONPATH=$OLDSRC:${PYTHONPATH:-} timeout 120 $B --steps "${BENCH[0]}" --label before
   timeout 120 $B --steps "${BENCH[1]}" --label after
   timeout 150 $B --steps "${BENCH[1]}" --label after+compile --compile default
@@ -52,7 +56,7 @@ suite_seed() {
   touch "$R.trained"
   mkdir -p "$W/results/suite-s$s"; cp "$R/train_summary.json" "$R/config.json" "$W/results/suite-s$s/" 2>/dev/null
   slim "$R" "$W/results/suite-s$s"
-  [ -f "$R/eval/eval.json" ] || mtil eval "$R/last.pt" --out "$R/eval" --episodes-per-task $EPS --max-steps $MAXS \
+  done_eval "$R/eval" || mtil eval "$R/last.pt" --out "$R/eval" --episodes-per-task $EPS --max-steps $MAXS \
     --workers $EVW --video-episodes 0 > "$R.eval.log" 2>&1
   cp "$R/eval/eval.json" "$R/eval/report.md" "$W/results/suite-s$s/" 2>/dev/null
   log "suite seed $s done"
