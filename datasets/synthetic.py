@@ -71,7 +71,7 @@ def write_synthetic(path: str, tasks: list[str] | None = None, demos_per_task: i
                     for t in range(T):
                         img[t, ..., 0] = (xx * 255 // image_size)
                         img[t, ..., 1] = (yy * 255 // image_size)
-                        img[t, ..., 2] = (40 * ti if task_in_obs else 0) + 20 * ci
+                        img[t, ..., 2] = ((40 * ti if task_in_obs else 0) + 20 * ci) % 256  # numpy 2: no overflow
                         c = (t * image_size) // T
                         img[t, c:c + 3, c:c + 3] = 255
                         # an upright marker: the bottom rows are dark (the "table"), unless stored flipped

@@ -229,11 +229,10 @@ def make_checkpoint(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, dat
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
-    """The forward pass's precision context: bf16 autocast per ``--amp`` (auto: on a GPU only)."""
+    """The forward pass's precision context: bf16 autocast with ``--amp bf16``."""
     import contextlib
 
-    on = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" else contextlib.nullcontext()
 
 
 def train_step(state: TrainState, net: torch.nn.Module, batch: dict, cfg: TrainConfig,
