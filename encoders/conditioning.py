@@ -186,7 +186,8 @@ class TaskConditioner(nn.Module):
                 raise UserError(f"onehot conditioning: expected task ids (B,) int64, got {got}")
             # checked on the CPU only: on a GPU the check would make every training step wait for the device
             # (an id out of range fails there as a device-side index error; instructions are checked earlier)
-            if ids.device.type == "cpu" and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.cfg.num_tasks):
+            on_cpu = ids.device.type == "cpu"
+            if on_cpu and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.cfg.num_tasks):
                 raise UserError(
                     f"onehot conditioning: task ids must be in [0, {self.cfg.num_tasks}), got "
                     f"{int(ids.min())}..{int(ids.max())}"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtil.datasets.errors import UserError
 from mtil.datasets.device_windows import DeviceWindows, device_bytes
+from mtil.datasets.errors import UserError
 from mtil.datasets.manifest import manifest_from_inputs
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
@@ -127,7 +127,8 @@ def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -
     elif device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if device_bytes(ds) > free // 2:
-            why = f"the windows take {device_bytes(ds) / 2**30:.1f} GiB, more than half of the free {free / 2**30:.1f} GiB"
+            why = (f"the windows take {device_bytes(ds) / 2**30:.1f} GiB, more than half of the free "
+                   f"{free / 2**30:.1f} GiB")
     if why is None:
         return DeviceWindows(ds, device)
     if cfg.device_data == "on":

@@ -3,7 +3,6 @@ them is the same training; mixed precision and the option checks."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
