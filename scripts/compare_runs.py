@@ -6,7 +6,8 @@ Each argument is LABEL=GLOB (the glob matches eval directories written by `mtil 
 seed). A row gives every seed's successes (training-instruction rows, all tasks pooled), the mean success
 rate over seeds and its range (min..max), and with ``--stages`` the pooled "where episodes end" counts
 (furthest stage of every episode; see pipeline/sim/stages.py). Seeds are compared on the same evaluation
-episodes when the runs used the same `mtil eval --seed`.
+episodes when the runs used the same `mtil eval --seed`. An evaluation without training-instruction rows
+(video, paraphrases) counts all its rows; ``--task NAME`` counts one task's rows only.
 """
 
 from __future__ import annotations
@@ -30,18 +31,22 @@ def load(pattern: str) -> list[dict]:
     return runs
 
 
-def summarize(label: str, runs: list[dict]) -> dict:
+def summarize(label: str, runs: list[dict], task: str | None = None) -> dict:
     per_seed, stages, stalled = [], {}, 0
     for r in runs:
-        o = r["overall"]["train instruction"]
-        per_seed.append({"checkpoint": r["checkpoint"], "successes": o["successes"], "n": o["n"],
-                         "errors": o["errors"], "complete": r["complete"]})
-        for row in r["rows"]:
+        # the training-instruction rows; an evaluation without them (video, paraphrases): all its rows
+        rows = [w for w in r["rows"] if w.get("condition") == "train instruction"] or r["rows"]
+        rows = [w for w in rows if task is None or w["task"] == task]
+        per_seed.append({"checkpoint": r["checkpoint"], "successes": sum(w["successes"] for w in rows),
+                         "n": sum(w["n"] for w in rows), "errors": sum(w["errors"] for w in rows),
+                         "complete": r["complete"]})
+        for row in rows:
             w = row.get("where_episodes_end") or {"stages": {}, "stalled": 0}
             for s, c in w["stages"].items():
                 stages[s] = stages.get(s, 0) + c
             stalled += w["stalled"]
     rates = [p["successes"] / p["n"] for p in per_seed if p["n"]]
+    label = label if task is None else f"{label} ({task})"
     return {"label": label, "seeds": per_seed, "mean": sum(rates) / len(rates) if rates else None,
             "min": min(rates) if rates else None, "max": max(rates) if rates else None,
             "stages": stages, "stalled": stalled}
@@ -68,6 +73,7 @@ def main() -> int:
     ap.add_argument("setups", nargs="+", metavar="LABEL=GLOB", help="a setup and the glob of its eval dirs")
     ap.add_argument("--stages", action="store_true", help="add the pooled 'where episodes end' counts")
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    ap.add_argument("--task", default=None, help="count only this task's rows (e.g. the rare task of an ablation)")
     a = ap.parse_args()
     rows = []
     for s in a.setups:
@@ -79,7 +85,7 @@ def main() -> int:
         if not runs:
             print(f"error: {label}: no eval.json under {pattern!r}", file=sys.stderr)
             return 2
-        rows.append(summarize(label, runs))
+        rows.append(summarize(label, runs, a.task))
     print(table(rows, a.stages), end="")
     if a.json:
         with open(a.json, "w") as f:
