@@ -181,3 +181,29 @@ def test_expert_lowers_while_centring_and_releases_only_low_and_centred(envs):
         assert held >= 5, f"seed {seed}: the stack did not succeed"
     assert far_lower > 0  # lowered while still more than 8 mm off: impossible under the old rule
     assert releases and all(d <= RELEASE_XY + 1e-9 and dz <= 0.004 + 1e-9 for d, dz in releases)
+
+
+def test_expert_descends_while_centring_on_the_grasp(envs):
+    """The grasp funnel: within 2 cm of the grasp point the expert descends while it centres, from the
+    approach height on (the old rule centred to 1 cm at the approach height first); the lift succeeds."""
+    from mtil.pipeline.sim.experts import FUNNEL_XY
+
+    env = envs("lift_green")
+    early = 0
+    for seed in (5, 6, 7):
+        env.reset(seed=seed)
+        expert = ScriptedExpert("lift_green", env.raw, np.random.default_rng(seed))
+        held = 0
+        for _ in range(300):
+            a = expert.act(env.raw)
+            g = expert.grasp_point(env.raw)
+            d_xy, dz = np.linalg.norm(g[:2] - _eef(env)[:2]), _eef(env)[2] - g[2]
+            if expert.decision == "descend":
+                assert d_xy < FUNNEL_XY and a[6] == -1.0
+                early += d_xy > 0.01 and dz > expert.style.approach_height + 0.01
+            _, _, _, info = env.step(a)
+            held = held + 1 if info["success"] else 0
+            if held >= 5:
+                break
+        assert held >= 5, f"seed {seed}: no lift"
+    assert early > 0  # descending high and > 1 cm off: the old rule never did

@@ -16,12 +16,14 @@ dropped object, a policy's off-course rollout: DART and DAgger labels). The deci
   lift -> raise it; stack/place -> rise to carry height, move towards the target, lower while centring
   once within 2 cm of it, open once low and within 12 mm;
 - fingers closed on nothing, or stalled half-closed -> open and rise above the object (retry);
-- eef aligned over the grasp point (xy within 1 cm, yaw aligned) and within ``CLOSE_DZ`` above it ->
+- eef aligned over the grasp point (xy within 1.5 cm, yaw aligned) and within ``CLOSE_DZ`` above it ->
   close. This is the *decisive* close: a state-visible condition, not "reached the waypoint within
   7 mm", so the demos label the whole band just above the grasp "close", not a 2:1 majority of "open"
   from the P-controller creeping in (docs/design-notes.md has the measurement);
-- aligned in xy -> descend to the grasp point; else move above it (going up first when low, so the
-  fingers do not sweep other objects).
+- within 2 cm in xy -> descend to the grasp point while centring (the funnel: descending, closing and
+  letting go are decided by height, which a camera policy sees, more than by sub-centimetre xy errors,
+  which it does not; issue 16); else move above it (going up first when low, so the fingers do not sweep
+  other objects).
 
 Per-episode variation (drawn once from the episode's seed, so demos differ but are reproducible): a grasp
 and a placement offset of a few mm, the approach height, the P gain. ``act`` itself is deterministic:
@@ -46,8 +48,9 @@ R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 OPEN_GAP = 0.07  # finger gap (m, sum of both finger joints) above which the gripper counts as open
 EMPTY_GAP = 0.012  # finger gap below which closed fingers hold nothing
 CLOSE_DZ = 0.012  # close when the eef is at most this far above the grasp point (and aligned)
-ALIGN_XY = 0.01  # eef within this xy distance of the grasp point counts as aligned
-FUNNEL_XY = 0.02  # a held object within this xy distance of its drop point is lowered while being centred
+ALIGN_XY = 0.015  # eef within this xy distance of the grasp point (and yaw aligned) may close: every graspable
+# object is 4 cm wide and the open fingers 8 cm apart, so 1.5 cm off-centre still leaves 5 mm of clearance
+FUNNEL_XY = 0.02  # within this xy distance the eef descends to a grasp, or lowers a held object, while centring
 RELEASE_XY = 0.012  # ... and let go once low and within this distance
 JITTER_STD = 0.03  # the expert's own exploration noise on a[:3] (executed and recorded in plain demos)
 
@@ -201,7 +204,7 @@ class ScriptedExpert:
         if gap < OPEN_GAP:  # half-closed while not at the grasp: open before anything else
             self.decision = "reopen"
             return np.r_[eef[:2], max(eef[2], above[2])], -1.0, cur_yaw
-        if d_xy < ALIGN_XY or (d_xy < 0.02 and dz < st.approach_height + 0.01):
+        if d_xy < FUNNEL_XY:  # descend while centring (the grasp funnel: the height decides, as for release)
             self.decision = "descend"
             return grasp_pt, -1.0, yaw
         self.decision = "approach"
