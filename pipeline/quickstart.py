@@ -18,8 +18,8 @@ from mtil.datasets.errors import UserError
 
 @dataclass
 class QuickstartConfig:
-    """Collect (with DART noise) -> train -> evaluate a small multi-task suite end to end (about 6 minutes on 2 CPU
-    cores, 86% mean success over 3 seeds: docs/benchmarks.md)."""
+    """Collect (with DART noise) -> train -> evaluate a small multi-task suite end to end (about 4 minutes on 2 CPU
+    cores, 93% mean success over 3 seeds: docs/benchmarks.md)."""
 
     out: str = "quickstart"
     """directory for demos.hdf5, run/ (checkpoints, TensorBoard) and eval/ (report, plot, videos)"""

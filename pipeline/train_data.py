@@ -126,9 +126,9 @@ def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -
         why = f"{cfg.conditioning} conditioning builds its goals/clips on the CPU"
     elif device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        if device_bytes(ds) > free // 2:
-            why = (f"the windows take {device_bytes(ds) / 2**30:.1f} GiB, more than half of the free "
-                   f"{free / 2**30:.1f} GiB")
+        need = device_bytes(ds)
+        if need > free // 2:
+            why = f"the windows take {need / 2**30:.1f} GiB, more than half of the free {free / 2**30:.1f} GiB"
     if why is None:
         return DeviceWindows(ds, device)
     if cfg.device_data == "on":
@@ -158,20 +158,19 @@ def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str,
 
 def batch_stream(data: TrainData) -> Iterator[dict]:
     """Batches forever, in the sampler's order (epoch after epoch)."""
-    if data.on_device is not None:
-        def endless():
-            while True:
-                yield from data.sampler
-
-        yield from data.on_device.stream(endless())
-        return
     if data.workers:
         loader = make_loader(data.ds, data.sampler, num_workers=data.workers)
         while True:
             yield from loader
-    while True:
-        for idx in data.sampler:
-            yield data.ds.__getitems__(idx)
+
+    def endless():  # the sampler's index lists, epoch after epoch
+        while True:
+            yield from data.sampler
+
+    if data.on_device is not None:
+        yield from data.on_device.stream(endless())
+    else:
+        yield from map(data.ds.__getitems__, endless())
 
 
 def add_clips(batch: dict, ds: WindowedDataset, rng: np.random.Generator, frames: int, key: str) -> None:

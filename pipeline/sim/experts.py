@@ -227,7 +227,7 @@ class ScriptedExpert:
         # which the cameras show plainly, and the xy error only where it is centimetres.
         if d > FUNNEL_XY:
             self.decision = "carry"
-            if eef[2] < carry_z - 0.02 and d > 0.02:
+            if eef[2] < carry_z - 0.02:  # (and farther than FUNNEL_XY, as in this whole branch)
                 return np.r_[eef[:2], carry_z], 1.0, cur_yaw  # up first: do not drag it across the table
             return np.r_[xy, carry_z], 1.0, cur_yaw
         if obj[2] - release_z > 0.004:
