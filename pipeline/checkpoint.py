@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import shutil
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -121,9 +124,16 @@ def read_checkpoint(d: dict, source: str = "checkpoint") -> Checkpoint:
 
 
 def save_checkpoint(path: str, ckpt: dict) -> None:
-    """torch.save to a temp file in the same directory, fsync, then rename over ``path``."""
+    """torch.save to a temp file in the same directory, fsync, then rename over ``path``. A failed write (a
+    full disk: torch's writer raises RuntimeError) removes the temp file, leaves ``path`` as it was, and
+    raises ``UserError`` saying so."""
     ckpt = {"format": FORMAT, "version": VERSION, **ckpt}
-    atomic_write(path, lambda f: torch.save(ckpt, f), binary=True)
+    try:
+        atomic_write(path, lambda f: torch.save(ckpt, f), binary=True)
+    except (RuntimeError, OSError) as e:
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:200]
+        raise UserError(f"{path}: could not write the checkpoint ({reason}); is the disk full? The checkpoint "
+                        "files already there are intact") from None
 
 
 def load_checkpoint(path: str, map_location="cpu") -> Checkpoint:
@@ -158,3 +168,81 @@ def load_policy(source: str | dict | Checkpoint, device: str = "cpu",
     except (KeyError, RuntimeError, TypeError) as e:
         raise UserError(f"{name}: checkpoint does not match this mtil's policy ({str(e)[:300]})") from None
     return policy.to(device).eval(), ckpt
+
+
+def _rollout_policy(source: str | dict, ema: bool) -> MultiTaskPolicy:
+    return load_policy(source, ema=ema)[0]
+
+
+def rollout_policy_loader(source: str | dict, ema: bool = True):
+    """A picklable callable that rebuilds the policy of ``source`` (file or checkpoint dict) when called: what
+    the simulator layer's workers get instead of importing checkpoints and policies themselves."""
+    import functools
+
+    return functools.partial(_rollout_policy, source, ema)
+
+
+# ------------------------------------------------------------------------ a run directory's checkpoint files
+def step_files(out: str) -> list[tuple[int, str]]:
+    """The ``step_<n>.pt`` files in the run directory ``out``, newest step first."""
+    found = [(int(m.group(1)), os.path.join(out, n)) for n in (os.listdir(out) if os.path.isdir(out) else [])
+             if (m := re.fullmatch(r"step_(\d+)\.pt", n))]
+    return sorted(found, reverse=True)
+
+
+def newest_checkpoint(out: str) -> Checkpoint:
+    """``out``/last.pt, unless a step_<n>.pt of a later step exists (a kill between writing the two) or last.pt
+    is missing or unreadable: then the newest step file that loads (and last.pt is restored from it). Raises
+    last.pt's error if none loads."""
+    from mtil.datasets.atomic import atomic_path
+
+    last = os.path.join(out, "last.pt")
+    try:
+        ckpt, error = load_checkpoint(last), None
+    except UserError as e:
+        ckpt, error = None, e
+    for step, path in step_files(out):
+        if ckpt is not None and step <= ckpt.step:
+            break
+        try:
+            newer = load_checkpoint(path)
+        except UserError as e:
+            print(f"note: skipping {path}: {e}", file=sys.stderr)
+            continue
+        print(f"resuming from {os.path.basename(path)} (step {newer.step}): "
+              + (f"last.pt is of step {ckpt.step}" if ckpt is not None else "last.pt is missing or unreadable")
+              + "; last.pt restored from it", file=sys.stderr)
+        with atomic_path(last) as tmp:  # last.pt points at the newest again, even if no step runs
+            shutil.copyfile(path, tmp)
+        return newer
+    if ckpt is None:
+        raise error
+    return ckpt
+
+
+def resume_from(out: str, resume: bool, now: dict, defaults: dict, free: set[str]) -> Checkpoint | None:
+    """The checkpoint a run in ``out`` continues from: with ``resume`` the newest valid one, after checking
+    that the run's config ``now`` equals the saved one (fields in ``free`` may differ; ``defaults`` stand in
+    for fields newer than the run); None for a new run, which refuses an ``out`` that holds checkpoints."""
+    last = os.path.join(out, "last.pt")
+    if not resume:
+        held = [p for p in [last] if os.path.exists(p)] + [p for _, p in step_files(out)]
+        if held:
+            raise UserError(f"--out {out} already holds a run ({os.path.basename(held[0])}); use --resume or "
+                            "another --out")
+        return None
+    ckpt = newest_checkpoint(out)
+    saved = ckpt.train_config
+    changed = sorted(k for k in set(saved) | set(now) if k not in free and saved.get(k, defaults.get(k)) != now.get(k))
+    if changed:
+        k = changed[0]
+        raise UserError(f"--resume: the config changed since {last} was written ({k}: {saved.get(k)!r} -> "
+                        f"{now.get(k)!r}); resume with the same options or start a new --out")
+    return ckpt
+
+
+def save_run_checkpoint(out: str, ckpt: dict, step: int) -> None:
+    """``step_<step>.pt`` then ``last.pt`` in the run directory ``out`` (in that order: after a kill between
+    the two, ``newest_checkpoint`` finds the step file)."""
+    for path in (os.path.join(out, f"step_{step}.pt"), os.path.join(out, "last.pt")):
+        save_checkpoint(path, ckpt)

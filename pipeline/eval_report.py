@@ -11,6 +11,7 @@ import numpy as np
 
 from mtil.datasets.atomic import atomic_write, check_writable_dir, write_json_atomic
 from mtil.pipeline.mp4 import write_mp4
+from mtil.pipeline.sim.stages import STAGE_ORDER
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -36,7 +37,14 @@ def summarize(episodes: list[dict]) -> dict:
             "mean_length": float(np.mean([e["length"] for e in valid])) if valid else None}
 
 
-STAGE_ORDER = ("start", "reached", "grasped", "lifted", "above target", "success")
+HEADLINE = "train instruction"
+"""the row group whose success is an evaluation's headline: tasks given by their training instruction"""
+
+
+def headline(result: dict) -> dict:
+    """The headline summary of an evaluation's result (``eval.json``): successes, n, success_rate, ci95,
+    errors for the tasks given by their training instruction; {} when no such row was evaluated."""
+    return result["overall"].get(HEADLINE, {})
 
 
 def stage_counts(episodes: list[dict]) -> dict:

@@ -3,23 +3,35 @@
 Tasks from different environments (issue 14, defect 2): a checkpoint trained on, say,
 robomimic's stock Lift file and an `mtil collect` suite file records each task's own ``env_args``
 (``Checkpoint.task_env_args``); every such task is evaluated in its own env, and every env is checked
-before any worker starts (it can be built, and it gives the keys the policy reads). ``--seeds-from``:
-``attach_initial_states`` starts each row's episodes from the initial states of demos in a file."""
+before any worker starts (it can be built, and it gives the keys the policy reads). Every conditioning kind
+works there: instructions, goal images (the scripted expert's, suite tasks only, or from ``--demos``) and
+video clips (``--demos``), each row in its task's env.
+
+Suite task names: a checkpoint records its tasks by instruction. A suite task is found by its instruction
+or paraphrase, else (an instruction edited in the data) by the task the data's ``env_args`` (``mtil_tasks``)
+or the training files' demo attr ``mtil_task`` name (``suite_task_names``); it is then evaluated in its own
+task's scene with its own (edited) instruction.
+
+``--seeds-from``: ``attach_initial_states`` starts each row's episodes from the initial states of demos
+in a file; a file of another env, a demo without ``states`` or states of another size than the env's
+(checked by ``check_envs`` before any worker, in one spawned process) is a ``UserError`` naming the file."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtil.datasets.errors import UserError
+from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
-
-SUITE_ENV_NAME = "MtilTabletop"  # pipeline/sim/envs.py (not imported here: it imports robosuite)
+    from mtil.pipeline.evaluate import EvalConfig
 
 
 @dataclass
@@ -30,6 +42,7 @@ class Row:
     task_input: object = None  # str instruction, {"video": clip} or goal image (H, W, 3)
     init_states: list | None = None  # flattened MuJoCo states to start episode i from (--seeds-from)
     env_args: dict | None = None  # the task's own env (tasks from different envs); None: the checkpoint's
+    init_states_from: str = ""  # the --seeds-from file init_states come from (for messages)
 
 
 def has_own_envs(ckpt: Checkpoint) -> bool:
@@ -39,41 +52,169 @@ def has_own_envs(ckpt: Checkpoint) -> bool:
     return bool(per_task) and any((a or {}).get("env_name") != SUITE_ENV_NAME for a in per_task.values())
 
 
-def per_task_rows(ckpt: Checkpoint, condition: str, tasks: list[str], instructions: str, name: str) -> list[Row]:
-    """One row per trained task (those named in ``tasks``, default all) in the task's own env
-    (``Row.env_args``); suite tasks also get their held-out paraphrases with ``instructions`` heldout|all.
-    Only instruction-given tasks (language, one-hot). ``name``: the checkpoint, for messages."""
+def _task_env_args(ckpt: Checkpoint, text: str) -> dict | None:
+    """The env_args of the checkpoint's task ``text``: its own (tasks from different envs), else the checkpoint's."""
+    return (ckpt.task_env_args or {}).get(text) or ckpt.env_args
+
+
+def suite_task_names(ckpt: Checkpoint) -> dict[str, str]:
+    """{instruction: suite task name} for the checkpoint's tasks recorded in the suite env. A task is found by
+    its instruction or a paraphrase of it; an instruction edited in the data (no suite task's) by the
+    ``mtil_task`` attr of the training files' demos with that instruction (where those files can still be
+    read), else by elimination: the one task of its ``env_args``' ``mtil_tasks`` ({name: instruction}, what
+    was collected) that no other instruction claims, when it is the only unnamed instruction of those
+    env_args. Instructions found by none are left out."""
     from mtil.pipeline.sim.tasks import TASKS, task_for_instruction
 
-    if condition not in ("language", "onehot"):
-        raise UserError(f"--condition {condition}: this checkpoint's tasks come from different environments; "
-                        "evaluate them with --condition language (or onehot)")
-    kind = ckpt.policy_config.conditioning_config.spec.name
-    rows: list[Row] = []
-    names: set[str] = set()
+    names: dict[str, str] = {}
+    unnamed: dict[str, tuple[dict, list[str]]] = {}  # env_args (as JSON) -> (env_args, unnamed instructions)
     for text in ckpt.tasks:
-        env_args = ckpt.task_env_args.get(text) or ckpt.env_args
+        args = _task_env_args(ckpt, text)
+        if not args or args.get("env_name") != SUITE_ENV_NAME:
+            continue
+        task = task_for_instruction(text)
+        if task is not None:
+            names[text] = task
+        else:
+            unnamed.setdefault(json.dumps(args, sort_keys=True, default=str), (args, []))[1].append(text)
+    if not unnamed:
+        return names
+    in_data = _data_task_names(ckpt.train_config.get("data") or [])
+    for _, texts in unnamed.values():
+        for text in texts:
+            if in_data.get(text) in TASKS:
+                names[text] = in_data[text]
+    claimed = set(names.values())
+    for args, texts in unnamed.values():
+        texts = [t for t in texts if t not in names]
+        free = [n for n in (args.get("mtil_tasks") or {}) if n in TASKS and n not in claimed]
+        if len(texts) == 1 and len(free) == 1:
+            names[texts[0]] = free[0]
+            claimed.add(free[0])
+    return names
+
+
+def _data_task_names(paths: list[str]) -> dict[str, str]:
+    """{instruction: task name} from the training data where it can still be read: an ingest directory's
+    manifest.json (its tasks' ``name``) or an HDF5 file's demo attrs (``language_instruction``,
+    ``mtil_task``); anything unreadable is skipped (the checkpoint alone must suffice otherwise)."""
+    import h5py
+
+    def text(v) -> str:
+        v = v.reshape(-1)[0] if isinstance(v, np.ndarray) and v.size == 1 else v
+        return (v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)).strip()
+
+    found: dict[str, str] = {}
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                with open(os.path.join(path, "manifest.json")) as f:
+                    for t in json.load(f).get("tasks", []):
+                        if t.get("name"):
+                            found.setdefault(t["instruction"], t["name"])
+                continue
+            with h5py.File(path, "r") as f:
+                for g in f["data"].values():
+                    if "mtil_task" in g.attrs and "language_instruction" in g.attrs:
+                        found.setdefault(text(g.attrs["language_instruction"]), text(g.attrs["mtil_task"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
+def _paraphrases(task: str, trained: str) -> list[str]:
+    """Held-out wordings of suite ``task`` for a policy trained on the instruction ``trained``: its canonical
+    instruction and paraphrases, less the trained one."""
+    from mtil.pipeline.sim.tasks import TASKS
+
+    spec = TASKS[task]
+    key = " ".join(trained.lower().split())
+    return [p for p in (spec.instruction, *spec.paraphrases) if p != key]
+
+
+def _note_unnamed(texts: list[str], name: str) -> None:
+    for text in texts:
+        print(f"note: {name}: task {text!r} is not evaluated: it is no suite task's instruction or paraphrase, and "
+              "neither the data's env_args (mtil_tasks) nor its demos' mtil_task attrs tell which task it is",
+              file=sys.stderr)
+
+
+def _nothing_to_evaluate(cfg: EvalConfig, ckpt: Checkpoint, unnamed: list[str]) -> UserError:
+    """The error when no row is left: says why (unnamed suite tasks, --tasks, --instructions)."""
+    if unnamed and len(unnamed) == len(ckpt.tasks):
+        return UserError(f"{cfg.checkpoint}: none of its tasks can be evaluated: {', '.join(map(repr, unnamed))} "
+                         "is no suite task's instruction or paraphrase, and neither the data's env_args (mtil_tasks) "
+                         "nor its demos' mtil_task attrs tell which task it is")
+    if cfg.tasks:
+        return UserError(f"nothing to evaluate: no task of {cfg.checkpoint} matches --tasks {' '.join(cfg.tasks)} "
+                         f"with --instructions {cfg.instructions}")
+    why = " (a one-hot policy takes only its training instructions)" \
+        if ckpt.policy_config.conditioning_config.spec.name == "onehot" else ""
+    return UserError(f"nothing to evaluate: {cfg.checkpoint} has no row for --instructions {cfg.instructions}{why}")
+
+
+def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
+    """Tasks from different environments: one row per trained task (those named in ``--tasks``, default all)
+    in the task's own env (``Row.env_args``), the task given as ``condition``: its instruction (language,
+    onehot; suite tasks also get their held-out paraphrases with ``--instructions heldout|all``), a goal
+    image (the scripted expert's on the episode's seed, suite tasks only; or the last frame of a demo in
+    ``--demos`` with ``--goal-source demos``) or a demo clip from ``--demos`` (video)."""
+    kind = ckpt.policy_config.conditioning_config.spec.name
+    suite_names = suite_task_names(ckpt)
+    entries: list[tuple[str, str, dict, bool]] = []  # (row's task name, instruction, env_args, suite task)
+    names: set[str] = set()
+    known: list[str] = []
+    unnamed: list[str] = []
+    for text in ckpt.tasks:
+        env_args = _task_env_args(ckpt, text)
         if not env_args or "env_name" not in env_args:
-            raise UserError(f"{name}: task {text!r} has no env_args: cannot rebuild its environment")
+            raise UserError(f"{cfg.checkpoint}: task {text!r} has no env_args: cannot rebuild its environment")
         suite = env_args["env_name"] == SUITE_ENV_NAME
-        task = task_for_instruction(text) if suite else (env_args.get("mtil_task") or env_args["env_name"])
-        if task is None or (tasks and task not in tasks):
+        task = suite_names.get(text) if suite else (env_args.get("mtil_task") or env_args["env_name"])
+        if task is None:
+            unnamed.append(text)
+            continue
+        known.append(task)
+        if cfg.tasks and task not in cfg.tasks:
             continue
         base, n = task, 2
         while task in names:  # two tasks of one stock env: rows (and worker envs) need distinct names
             task, n = f"{base} ({n})", n + 1
         names.add(task)
-        if instructions in ("train", "all"):
-            rows.append(Row(task, "train instruction", text, text, env_args=env_args))
-        if suite and instructions in ("heldout", "all") and kind != "onehot":
-            rows += [Row(task, "paraphrase", p, p, env_args=env_args) for p in TASKS[task].paraphrases]
+        entries.append((task, text, env_args, suite))
+    missing = [t for t in cfg.tasks if t not in known]
+    if missing:
+        raise UserError(f"--tasks: {cfg.checkpoint} has no task {missing[0]!r} (its tasks: {', '.join(known)})")
+    if not cfg.tasks:
+        _note_unnamed(unnamed, cfg.checkpoint)
+    rows: list[Row] = []
+    if condition in ("language", "onehot"):
+        for task, text, env_args, suite in entries:
+            if cfg.instructions in ("train", "all"):
+                rows.append(Row(task, "train instruction", text, text, env_args=env_args))
+            if suite and cfg.instructions in ("heldout", "all") and kind != "onehot":
+                rows += [Row(task, "paraphrase", p, p, env_args=env_args) for p in _paraphrases(task, text)]
+    elif condition == "goal_image" and cfg.goal_source == "expert":
+        stock = [(task, env_args["env_name"]) for task, _, env_args, suite in entries if not suite]
+        if stock:
+            raise UserError(f"--goal-source expert: task {stock[0][0]!r} runs in robosuite's {stock[0][1]} env, which "
+                            "has no scripted expert; give goal frames with --goal-source demos --demos FILE.hdf5 "
+                            "(or evaluate only suite tasks with --tasks)")
+        rows = [Row(task, "goal image", text, {"expert_goal": True}, env_args=env_args)
+                for task, text, env_args, _ in entries]
+    else:  # video clips, or goal frames from --demos
+        rows = _demo_rows([], cfg, ckpt, condition, {task: text for task, text, _, _ in entries})
+        env_of = {task: env_args for task, _, env_args, _ in entries}
+        for r in rows:
+            r.env_args = env_of[r.task]
     if not rows:
-        raise UserError("nothing to evaluate: no task of this checkpoint matches --tasks/--instructions")
+        raise _nothing_to_evaluate(cfg, ckpt, unnamed)
     return rows
 
 
 def check_envs(rows: list[Row], env_args: dict, ckpt: Checkpoint, name: str) -> None:
-    """Before any worker: every env the rows use can be built and gives the policy's keys (``UserError``)."""
+    """Before any worker: every env the rows use can be built and gives the policy's keys, and the
+    ``--seeds-from`` states fit the env they start (``UserError``)."""
     from mtil.pipeline.sim.probe import check_env_for_policy
 
     seen: set[str] = set()
@@ -85,26 +226,230 @@ def check_envs(rows: list[Row], env_args: dict, ckpt: Checkpoint, name: str) -> 
         seen.add(key)
         task = row.task if args["env_name"] == SUITE_ENV_NAME else None
         check_env_for_policy(args, task, ckpt.policy_config, f"{name}: env_args of task {row.task}")
+    check_state_sizes(rows, env_args)
 
 
-def attach_initial_states(rows: list[Row], path: str, n: int) -> None:
+def check_state_sizes(rows: list[Row], env_args: dict, timeout: float = 300) -> None:
+    """The rows' initial states (``--seeds-from``) have as many values as the MuJoCo state of the env each
+    row runs in (suite tasks: of the task's scene); else ``UserError`` naming the file, the task and both
+    sizes. The envs are built in one spawned process (no simulator in this one), only when states are given."""
+    import multiprocessing as mp
+    import queue
+
+    wanted: dict[str, tuple[dict, str | None, Row]] = {}
+    for row in rows:
+        if row.init_states:
+            args = row.env_args or env_args
+            task = row.task if args["env_name"] == SUITE_ENV_NAME else None
+            wanted.setdefault(json.dumps([args, task], sort_keys=True, default=str), (args, task, row))
+    if not wanted:
+        return
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=_state_size_child, args=([(a, t) for a, t, _ in wanted.values()], out), daemon=True)
+    p.start()
+    try:
+        status, sizes = out.get(timeout=timeout)
+    except queue.Empty:
+        status, sizes = "error", f"no answer from the environment (exit code {p.exitcode})"
+    finally:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+    if status != "ok":  # check_envs built these envs already: this is not the user's input
+        raise RuntimeError(f"building the environments to check the --seeds-from states failed: {sizes}")
+    for (args, _, row), size in zip(wanted.values(), sizes):
+        have = len(row.init_states[0])
+        if have != size:
+            raise UserError(f"--seeds-from {row.init_states_from}: the demos' states of task {row.task!r} have {have} "
+                            f"values, but its environment ({args['env_name']}) has {size}: they were recorded in "
+                            "another environment or scene")
+
+
+def _state_size_child(envs: list[tuple[dict, str | None]], out) -> None:
+    """Spawned by ``check_state_sizes``: the flattened MuJoCo state size of each (env_args, task)."""
+    from mtil.pipeline.sim.probe import worker_setup
+
+    worker_setup()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        from mtil.pipeline.sim.envs import make_env
+
+        sizes = []
+        for args, task in envs:
+            env = make_env(args, task=task, use_camera_obs=False)
+            env.reset(seed=0)
+            sizes.append(int(env.get_state().size))
+            env.close()
+        out.put(("ok", sizes))
+    except Exception as e:  # noqa: BLE001 - reported by the parent
+        out.put(("error", f"{type(e).__name__}: {e}"[:400]))
+
+
+def attach_initial_states(rows: list[Row], path: str, n: int, env_args: dict) -> None:
     """Give each row the initial states (``states[0]``) of the first ``n`` demos of its task in ``path``
-    (training split first); a task with fewer demos is an error naming it."""
+    (training split first; demos of a suite task by their ``mtil_task`` attr or instruction, of a stock env
+    every demo of a file recorded in it). ``UserError`` naming the file for: a file that is no demo file, demos
+    recorded in another env than the row's (``env_args``: the checkpoint's, where a row has none of its own),
+    a task with fewer than ``n`` demos, demos without a ``states`` dataset, states that are not one finite
+    (T, S) array or differ in size. The size against the env's: ``check_envs``."""
     import h5py
 
     from mtil.datasets.schema import inspect_file
 
+    where = f"--seeds-from {path}"
     info = inspect_file(path, check_values=False)
-    if info.problems:
-        raise UserError(f"--seeds-from: {info.problems[0]}")
+    # the episodes' task comes from the rows: a file without language (a stock robosuite file) is fine here
+    problems = [p for p in info.problems if "has no language instruction" not in p.what]
+    if problems:
+        raise UserError(f"--seeds-from: {problems[0]}")
+    file_env = (info.env_args or {}).get("env_name")
     with h5py.File(path, "r") as f:
         train = set()
         if "mask" in f and "train" in f["mask"]:
             train = {x.decode() if isinstance(x, bytes) else str(x) for x in f["mask"]["train"][()]}
         for row in rows:
-            demos = [d for d in info.demos if d.task_name == row.task or d.instruction == row.instruction]
+            row_env = (row.env_args or env_args)["env_name"]
+            if file_env is not None and file_env != row_env:
+                raise UserError(f"{where}: its demos were recorded in the {file_env} env, but task {row.task!r} of "
+                                f"this checkpoint runs in the {row_env} env: their simulator states do not fit it"
+                                + (" (choose tasks with --tasks)" if len({r.task for r in rows}) > 1 else ""))
+            if row_env == SUITE_ENV_NAME:
+                demos = [d for d in info.demos if d.task_name == row.task or d.instruction == row.instruction]
+            else:  # one task per stock env: every demo of a file of that env
+                demos = list(info.demos) if file_env == row_env else \
+                    [d for d in info.demos if d.instruction == row.instruction]
             demos.sort(key=lambda d: d.name not in train)  # training demos first (stable: file order)
-            if len(demos) < n or any("states" not in f["data"][d.name] for d in demos[:n]):
-                raise UserError(f"--seeds-from {path}: task {row.task!r} has {len(demos)} demos with states, "
-                                f"--episodes-per-task needs {n}")
-            row.init_states = [np.asarray(f["data"][d.name]["states"][0]) for d in demos[:n]]
+            with_states = [d for d in demos if "states" in f["data"][d.name]]
+            if len(with_states) < n:
+                if len(demos) < n:
+                    of = sorted({d.task_name or d.instruction or "?" for d in info.demos})
+                    raise UserError(f"{where}: task {row.task!r} has {len(demos)} demo(s) in the file, "
+                                    f"--episodes-per-task {n} needs {n} (one initial state per episode; the file "
+                                    f"has demos of: {', '.join(of)})")
+                lacking = next(d.name for d in demos if d not in with_states)
+                raise UserError(f"{where}: demo {lacking} (task {row.task!r}) has no 'states' dataset (the simulator "
+                                f"states to start an episode from); {len(with_states)} of the task's {len(demos)} "
+                                f"demo(s) have one, --episodes-per-task {n} needs {n}")
+            states = []
+            for d in with_states[:n]:
+                ds = f["data"][d.name]["states"]
+                s0 = np.asarray(ds[0], dtype=np.float64) if ds.ndim == 2 and ds.dtype.kind in "fiu" else None
+                if s0 is None or not np.isfinite(s0).all():
+                    what = "contains NaN/inf at step 0" if s0 is not None else \
+                        f"must be a (T, S) number array, found shape {ds.shape} dtype {ds.dtype}"
+                    raise UserError(f"{where}: data/{d.name}/states {what}")
+                if states and s0.size != states[0].size:
+                    raise UserError(f"{where}: data/{d.name}/states has {s0.size} values per step, "
+                                    f"data/{with_states[0].name}/states has {states[0].size}")
+                states.append(s0)
+            row.init_states, row.init_states_from = states, path
+
+
+def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
+    """Rows to evaluate and the env_args to build environments from."""
+    env_args = ckpt.env_args
+    if not env_args or "env_name" not in env_args:
+        raise UserError(f"{cfg.checkpoint}: the training data recorded no env_args: cannot rebuild the environment")
+    spec = ckpt.policy_config.conditioning_config.spec
+    kind = spec.name
+    condition = spec.default_condition if cfg.condition == "auto" else cfg.condition
+    if condition == "language" and not spec.takes_instruction:
+        raise UserError(f"this checkpoint is {kind}-conditioned: use --condition {kind}")
+    if condition == "goal_image" and not spec.uses_goal_image:
+        raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take a goal image")
+    trained = list(ckpt.tasks)
+    rows: list[Row] = []
+    if has_own_envs(ckpt):  # tasks from different environments: each in its own
+        rows = per_task_rows(cfg, ckpt, condition)
+    elif env_args["env_name"] != SUITE_ENV_NAME:  # a stock robosuite env: one task, as named in the data
+        name = env_args.get("mtil_task") or env_args["env_name"]
+        if cfg.tasks and cfg.tasks not in ([env_args["env_name"]], [name]):
+            raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
+        if condition in ("language", "onehot"):
+            rows.append(Row(name, "train instruction", trained[0], trained[0]))
+        rows = _demo_rows(rows, cfg, ckpt, condition, {name: trained[0]})
+    else:
+        rows = _suite_rows(cfg, ckpt, condition)
+    if cfg.seeds_from:
+        attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task, env_args)
+    return rows, env_args
+
+
+def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
+    """Rows of a checkpoint trained on suite tasks: each trained task (``--tasks``: those named) with the
+    instruction it was trained on (edited ones too: ``suite_task_names``), its held-out paraphrases and the
+    held-out compositions (``--instructions``), or its goal image / demo clip."""
+    from mtil.pipeline.sim.tasks import TASKS, held_out_tasks
+
+    kind = ckpt.policy_config.conditioning_config.spec.name
+    suite_names = suite_task_names(ckpt)
+    by_name: dict[str, str] = {}  # task name -> the instruction the checkpoint was trained on
+    for text in ckpt.tasks:
+        if text in suite_names:
+            by_name.setdefault(suite_names[text], text)
+    unnamed = [t for t in ckpt.tasks if t not in suite_names]
+    names = cfg.tasks or list(by_name)
+    for n in names:
+        if n not in TASKS:
+            raise UserError(f"--tasks: unknown task {n!r}; known: {', '.join(TASKS)}")
+    if not cfg.tasks:
+        _note_unnamed(unnamed, cfg.checkpoint)
+    text_of = {n: by_name.get(n, TASKS[n].instruction) for n in names}
+    rows: list[Row] = []
+    if condition in ("language", "onehot"):
+        for n in names:
+            if n not in by_name:
+                continue
+            if cfg.instructions in ("train", "all"):
+                rows.append(Row(n, "train instruction", by_name[n], by_name[n]))
+            if cfg.instructions in ("heldout", "all") and kind != "onehot":
+                rows += [Row(n, "paraphrase", p, p) for p in _paraphrases(n, by_name[n])]
+        if cfg.instructions in ("heldout", "all") and kind != "onehot":
+            for n in held_out_tasks():
+                if (not cfg.tasks or n in cfg.tasks) and n not in by_name:
+                    rows.append(Row(n, "held-out task", TASKS[n].instruction, TASKS[n].instruction))
+    if condition == "goal_image" and cfg.goal_source == "expert":
+        rows += [Row(n, "goal image", text_of[n], {"expert_goal": True}) for n in names]
+    else:
+        rows = _demo_rows(rows, cfg, ckpt, condition, text_of)
+    if not rows:
+        raise _nothing_to_evaluate(cfg, ckpt, unnamed)
+    return rows
+
+
+def _demo_rows(rows: list[Row], cfg: EvalConfig, ckpt: Checkpoint, condition: str,
+               tasks: dict[str, str]) -> list[Row]:
+    """Rows where the task is shown by a demo from --demos (of its instruction, else of its ``mtil_task``
+    name): a clip of the policy's first camera (video) or that camera's last frame (goal_image), as in
+    training."""
+    if condition not in ("video", "goal_image"):
+        return rows
+    if not cfg.demos:
+        how = " (or --goal-source expert, for suite tasks)" if condition == "goal_image" else ""
+        raise UserError(f"--condition {condition} needs --demos FILE.hdf5 with demos of the evaluated tasks{how}")
+    import h5py
+
+    from mtil.datasets.schema import inspect_file
+    from mtil.encoders.video import sample_clip
+
+    info = inspect_file(cfg.demos)
+    if info.problems:
+        raise UserError(f"--demos: {info.problems[0]}")
+    key = ckpt.policy_config.image_keys[0]
+    if key not in info.obs:
+        raise UserError(f"--demos {cfg.demos}: its demos have no {key} (the camera the policy's task is shown "
+                        f"by); they have {', '.join(info.obs)}")
+    with h5py.File(cfg.demos, "r") as f:
+        for name, text in tasks.items():
+            demo = (next((d for d in reversed(info.demos) if d.instruction == text), None)  # last: often held out
+                    or next((d for d in reversed(info.demos) if d.task_name == name), None))
+            if demo is None:
+                raise UserError(f"--demos {cfg.demos}: no demo of task {name!r} ({text!r})")
+            frames = f["data"][demo.name]["obs"][info.stored_key(key)]
+            if condition == "video":
+                clip = sample_clip(frames, ckpt.policy_config.conditioning_config.video_frames)
+                rows.append(Row(name, "video", text, {"video": clip.permute(0, 2, 3, 1).numpy()}))  # (T, H, W, 3)
+            else:
+                rows.append(Row(name, "goal image", text, np.asarray(frames[-1])))
+    return rows

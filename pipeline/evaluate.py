@@ -20,9 +20,7 @@ held-out demonstration in the same scene, recorded just before the policy's epis
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import os
-import queue
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtil.datasets.errors import UserError
-from mtil.pipeline.eval_rows import Row
+from mtil.pipeline.eval_rows import Row, plan_rows
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
@@ -76,10 +74,11 @@ class EvalConfig:
     (the training demos: fitting vs generalization) instead of a fresh seeded layout"""
 
     def __post_init__(self) -> None:
-        if self.episodes_per_task < 1:
-            raise UserError(f"--episodes-per-task must be >= 1, got {self.episodes_per_task}")
-        if self.workers < 1 or self.workers > 64:
-            raise UserError(f"--workers must be in [1, 64], got {self.workers}")
+        from mtil.pipeline.policy import check_range
+
+        for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("video_episodes", 0, None),
+                             ("seed", 0, 2**63 - 1), ("max_steps", 1, None), ("video_size", 16, 1024)):
+            check_range("--" + name.replace("_", "-"), getattr(self, name), lo, hi, integer=True)
         if self.instructions not in ("train", "heldout", "all"):
             raise UserError(f"--instructions must be train, heldout or all, got {self.instructions!r}")
         if self.condition not in ("auto", "language", "video", "goal_image"):
@@ -88,10 +87,6 @@ class EvalConfig:
             raise UserError(f"--goal-source must be expert or demos, got {self.goal_source!r}")
         if self.seeds_from and not os.path.isfile(self.seeds_from):
             raise UserError(f"--seeds-from {self.seeds_from}: no such file")
-        if self.seed < 0:
-            raise UserError(f"--seed must be >= 0, got {self.seed}")
-        if self.max_steps < 1 or self.video_episodes < 0:
-            raise UserError("--max-steps must be >= 1 and --video-episodes >= 0")
 
 
 def file_sha256(path: str) -> str:
@@ -102,121 +97,24 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------------------------- rows
-def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
-    """Rows to evaluate and the env_args to build environments from."""
-    env_args = ckpt.env_args
-    if not env_args or "env_name" not in env_args:
-        raise UserError(f"{cfg.checkpoint}: the training data recorded no env_args: cannot rebuild the environment")
-    spec = ckpt.policy_config.conditioning_config.spec
-    kind = spec.name
-    condition = spec.default_condition if cfg.condition == "auto" else cfg.condition
-    if condition == "language" and not spec.takes_instruction:
-        raise UserError(f"this checkpoint is {kind}-conditioned: use --condition {kind}")
-    if condition == "goal_image" and not spec.uses_goal_image:
-        raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take a goal image")
-    trained = list(ckpt.tasks)
-    from mtil.pipeline.sim.envs import SUITE_ENV_NAME
-
-    rows: list[Row] = []
-    from mtil.pipeline.eval_rows import attach_initial_states, has_own_envs, per_task_rows
-
-    if has_own_envs(ckpt):  # tasks from different environments: each in its own (pipeline/eval_rows.py)
-        rows = per_task_rows(ckpt, condition, cfg.tasks, cfg.instructions, cfg.checkpoint)
-        if cfg.seeds_from:
-            attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task)
-        return rows, env_args
-    if env_args["env_name"] != SUITE_ENV_NAME:  # a stock robosuite env: one task, as named in the data
-        if cfg.tasks and cfg.tasks != [env_args["env_name"]]:
-            raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
-        name = env_args.get("mtil_task") or env_args["env_name"]
-        if condition in ("language", "onehot"):
-            rows.append(Row(name, "train instruction", trained[0], trained[0]))
-        return _demo_rows(rows, cfg, condition, {name: trained[0]}), env_args
-    from mtil.pipeline.sim.tasks import TASKS, held_out_tasks, task_for_instruction
-
-    by_name = {task_for_instruction(t): t for t in trained}
-    by_name.pop(None, None)
-    names = cfg.tasks or list(by_name)
-    for n in names:
-        if n not in TASKS:
-            raise UserError(f"--tasks: unknown task {n!r}; known: {', '.join(TASKS)}")
-    if condition in ("language", "onehot"):
-        for n in names:
-            spec = TASKS[n]
-            if cfg.instructions in ("train", "all") and n in by_name:
-                rows.append(Row(n, "train instruction", spec.instruction, spec.instruction))
-            if cfg.instructions in ("heldout", "all") and kind != "onehot" and n in by_name:
-                rows += [Row(n, "paraphrase", p, p) for p in spec.paraphrases]
-        if cfg.instructions in ("heldout", "all") and kind != "onehot":
-            for n in held_out_tasks():
-                if not cfg.tasks or n in cfg.tasks:
-                    rows.append(Row(n, "held-out task", TASKS[n].instruction, TASKS[n].instruction))
-    if condition == "goal_image" and cfg.goal_source == "expert":
-        rows += [Row(n, "goal image", TASKS[n].instruction, {"expert_goal": True}) for n in names]
-    else:
-        rows = _demo_rows(rows, cfg, condition, {n: TASKS[n].instruction for n in names})
-    if not rows:
-        raise UserError("nothing to evaluate: no task of this checkpoint matches --tasks/--instructions")
-    if cfg.seeds_from:
-        attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task)
-    return rows, env_args
-
-
-def _demo_rows(rows: list[Row], cfg: EvalConfig, condition: str, tasks: dict[str, str]) -> list[Row]:
-    """Rows where the task is shown by a demo (video clip or goal frame) from --demos."""
-    if condition not in ("video", "goal_image"):
-        return rows
-    if not cfg.demos:
-        how = " (or --goal-source expert, for suite tasks)" if condition == "goal_image" else ""
-        raise UserError(f"--condition {condition} needs --demos FILE.hdf5 with demos of the evaluated tasks{how}")
-    import h5py
-
-    from mtil.datasets.schema import inspect_file
-    from mtil.encoders.video import sample_clip
-
-    info = inspect_file(cfg.demos)
-    if info.problems:
-        raise UserError(f"--demos: {info.problems[0]}")
-    key = "agentview_image"
-    with h5py.File(cfg.demos, "r") as f:
-        for name, text in tasks.items():
-            demo = next((d for d in reversed(info.demos) if d.instruction == text), None)  # last: often held out
-            if demo is None:
-                raise UserError(f"--demos {cfg.demos}: no demo of task {name!r} ({text!r})")
-            frames = f["data"][demo.name]["obs"][info.stored_key(key)]
-            if condition == "video":
-                clip = sample_clip(frames, 8).permute(0, 2, 3, 1).numpy()  # (T, H, W, 3)
-                rows.append(Row(name, "video", text, {"video": clip}))
-            else:
-                rows.append(Row(name, "goal image", text, np.asarray(frames[-1])))
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ workers
-def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_steps: int, video_size: int,
-            jobs, results) -> None:
-    """Worker process: one policy copy, one simulator per task, episodes from ``jobs`` until None."""
-    from mtil.pipeline.sim.probe import worker_setup
-
-    worker_setup()  # Ctrl-C is the parent's; die with the parent
-    os.environ.setdefault("MUJOCO_GL", "egl")
+def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps: int, video_size: int):
+    """Worker side (pipeline/sim/pool.py): one policy copy, one simulator per task; the handler runs one
+    episode ``(row, seed, record, i)`` and returns ``(result, frames, goal)``."""
     import torch
 
     torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
     from mtil.pipeline.checkpoint import load_policy
-    from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
+    from mtil.pipeline.sim.envs import make_env
     from mtil.pipeline.sim.experts import run_expert_episode
     from mtil.pipeline.sim.stages import StageTracker
+    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
-    policy, _ = load_policy(ckpt_path, ema=ema)
+    policy, _ = load_policy(policy_source, ema=ema)
     envs = {}
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        jid, r, seed, record, i = job
-        results.put(("start", jid, os.getpid()))
+
+    def handle(job):
+        r, seed, record, i = job
         row = rows[r]
         frames = []
         t0 = time.perf_counter()
@@ -239,151 +137,112 @@ def _worker(ckpt_path: str, ema: bool, env_args: dict, rows: list[Row], max_step
             success, steps = False, 0
             while steps < max_steps:
                 steps += 1
-                action = policy.predict_action(obs, task_input)
-                obs, _, done, _ = env.step(action)
+                obs, _, done, _ = env.step(policy.predict_action(obs, task_input))
                 tracker.step(env.raw, success=done)  # env.step's done is the success predicate
                 if record:
                     frames.append(env.render_frame("agentview", video_size))
                 if done:
                     success = True
                     break
-            results.put(("done", jid, {"success": success, "length": steps, "error": None,
-                                       "seconds": time.perf_counter() - t0, **tracker.summary(success), **extra},
-                         frames, goal))
+            return ({"success": success, "length": steps, "error": None, "seconds": time.perf_counter() - t0,
+                     **tracker.summary(success), **extra}, frames, goal)
         except Exception as e:  # a simulator fault is an error entry, not a crash of the evaluation
             envs.pop(row.task, None)
-            results.put(("done", jid, {"success": False, "length": 0, "error": f"{type(e).__name__}: {e}"[:300],
-                                       "seconds": time.perf_counter() - t0}, frames, None))
+            return ({"success": False, "length": 0, "error": f"{type(e).__name__}: {e}"[:300],
+                     "seconds": time.perf_counter() - t0}, frames, None)
+
+    return handle
 
 
 def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | None = None) -> dict:
     """Run the evaluation and write eval.json, report.md, success.png and videos; returns the results.
 
-    ``on_episode_start(job_id, worker_pid)``: optional hook, called in this process when a worker starts
+    ``on_episode_start(job_id, worker_pid)``: optional hook, called in this process when a worker is handed
     an episode (progress displays, or tests that kill a worker mid-episode).
     ``checkpoint``: evaluate this in-memory checkpoint (periodic rollouts during training) instead of the
     file ``cfg.checkpoint``, which then only labels the report. Workers get its weights as a state dict.
     """
-    from tqdm import tqdm
-
     from mtil.pipeline.checkpoint import load_checkpoint
-    from mtil.pipeline.eval_report import write_outputs, write_video
+    from mtil.pipeline.eval_report import error_summary, prepare_out, write_outputs
+    from mtil.pipeline.eval_rows import check_envs
 
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(cfg.checkpoint)
     # what a worker rebuilds the policy from: the file, or the weights themselves (spawned processes)
     policy_source = cfg.checkpoint if checkpoint is None else checkpoint.for_inference(not cfg.raw_weights)
     rows, env_args = plan_rows(cfg, ckpt)
-    if ckpt.policy_config.conditioning_config.uses_language:
-        # Embed every instruction here, once: workers then never load the language model.
-        texts = [r.task_input for r in rows if isinstance(r.task_input, str)]
-        if texts:
-            from mtil.encoders.language import LanguageEncoder
-
-            emb = dict(zip(texts, LanguageEncoder().encode(texts).numpy()))
-            for r in rows:
-                if isinstance(r.task_input, str):
-                    r.task_input = emb[r.task_input]
-    from mtil.pipeline.eval_report import error_summary, prepare_out
-    from mtil.pipeline.eval_rows import check_envs
-    from mtil.pipeline.sim.probe import ResultPipe, next_message, start_worker_process
-
+    _embed_instructions(rows, ckpt)  # here, once: workers never load the language model
     check_envs(rows, env_args, ckpt, cfg.checkpoint)  # before any worker: each env builds, gives the policy's keys
     out = prepare_out(cfg.out)
     n = cfg.episodes_per_task
     episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
-    # job order: episode index major, so early results cover every row
-    todo = [(r * n + i, r, cfg.seed + i, i < cfg.video_episodes, i) for i in range(n) for r in range(len(rows))]
-    ctx = mp.get_context("spawn")
-    jobs = ctx.Queue()
-    for job in todo:
-        jobs.put(job)
-    workers: dict[int, mp.Process] = {}
-    readers: dict = {}  # each worker's own results pipe (ResultPipe): a killed worker cannot block the others
-
-    def start_worker():
-        r, w = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker, args=(policy_source, not cfg.raw_weights, env_args, rows, cfg.max_steps,
-                                              cfg.video_size, jobs, ResultPipe(w)), daemon=True)
-        start_worker_process(p)
-        w.close()
-        workers[p.pid], readers[r] = p, p
-
-    n_workers = min(cfg.workers, len(todo))
-    for _ in range(n_workers):
-        start_worker()
-    running: dict[int, tuple] = {}  # pid -> job it started
-    job_by_id = {j[0]: j for j in todo}
-    done = deaths = 0
-    finished = False
     t0 = time.time()
-    bar = tqdm(total=len(todo), desc="eval", unit="ep", dynamic_ncols=True, disable=None)
-    try:
-        while done < len(todo):
-            try:
-                msg = next_message(readers, timeout=1.0)
-            except queue.Empty:
-                for pid, p in list(workers.items()):
-                    if not p.is_alive():  # a worker died: its episode is an error, a new worker takes over
-                        del workers[pid]
-                        deaths += 1
-                        if pid in running:
-                            deaths = 0  # it died inside an episode: that episode is the error
-                            jid = running.pop(pid)[0]
-                            _, r, seed, _, _ = job_by_id[jid]
-                            episodes[(r, jid % n)] = {"seed": seed, "success": False, "length": 0, "seconds": 0.0,
-                                                      "error": f"worker died (exit code {p.exitcode})"}
-                            done += 1
-                            bar.update(1)
-                        if deaths >= 3:  # workers die before taking any episode: give up, say why
-                            msg = f"evaluation workers keep dying at start (exit code {p.exitcode})"
-                            raise RuntimeError(msg) from None
-                        if done < len(todo):
-                            start_worker()
-                continue
-            if msg[0] == "start":
-                running[msg[2]] = job_by_id[msg[1]]
-                if on_episode_start is not None:
-                    on_episode_start(msg[1], msg[2])
-                continue
-            _, jid, res, frames, goal = msg
-            for pid, job in list(running.items()):
-                if job[0] == jid:
-                    del running[pid]
-            _, r, seed, record, _ = job_by_id[jid]
-            episodes[(r, jid % n)] = {"seed": seed, **res}
-            if record and frames:
-                try:
-                    write_video(os.path.join(out, "videos", f"{rows[r].task}__{_slug(rows[r].condition)}__{jid % n}"
-                                             ".mp4"), frames, rows[r].instruction, res, goal=goal)
-                except OSError as e:  # a full disk loses the video, not the episodes that finished
-                    print(f"warning: video not written ({e.strerror or e})", file=sys.stderr)
-            done += 1
-            bar.update(1)
-            ok = [e for e in episodes.values() if e and not e["error"]]
-            rate = f"{np.mean([e['success'] for e in ok]):.0%}" if ok else "-"
-            bar.set_postfix(success=rate)
-            if bar.disable and (done % max(1, len(todo) // 10) == 0 or done == len(todo)):  # logs, not a terminal
-                print(f"eval: {done}/{len(todo)} episodes, success so far {rate}, {time.time() - t0:.0f} s",
-                      file=sys.stderr, flush=True)
-        finished = True
-    except KeyboardInterrupt:
-        print("\ninterrupted: writing the episodes that finished (marked incomplete)", file=sys.stderr)
-    finally:
-        bar.close()
-        for _ in workers:
-            jobs.put(None)
-        for p in workers.values():
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-        for r in readers:
-            r.close()
+    finished = _run_episodes(cfg, rows, episodes, out, (policy_source, not cfg.raw_weights, env_args, rows,
+                                                        cfg.max_steps, cfg.video_size), on_episode_start)
     meta = {"checkpoint": os.path.abspath(cfg.checkpoint) if checkpoint is None else cfg.checkpoint,
             "checkpoint_sha256": file_sha256(cfg.checkpoint) if checkpoint is None else "(in memory)",
             "step": ckpt.step, "seconds": time.time() - t0, **error_summary(episodes, finished),
             "config": {k: v for k, v in vars(cfg).items()},
             "env_name": ", ".join(dict.fromkeys((r.env_args or env_args)["env_name"] for r in rows))}
     return write_outputs(out, rows, episodes, n, meta)
+
+
+def _embed_instructions(rows: list[Row], ckpt: Checkpoint) -> None:
+    """Replace each row's instruction text by its language embedding (policies that use language)."""
+    texts = [r.task_input for r in rows if isinstance(r.task_input, str)]
+    if not texts or not ckpt.policy_config.conditioning_config.uses_language:
+        return
+    from mtil.encoders.language import LanguageEncoder
+
+    emb = dict(zip(texts, LanguageEncoder().encode(texts).numpy()))
+    for r in rows:
+        if isinstance(r.task_input, str):
+            r.task_input = emb[r.task_input]
+
+
+def _run_episodes(cfg: EvalConfig, rows: list[Row], episodes: dict, out: str, worker_args: tuple,
+                  on_episode_start) -> bool:
+    """Every episode in the worker pool, results into ``episodes``, videos into ``out``; returns False when
+    interrupted by Ctrl-C (what finished is kept)."""
+    from mtil.pipeline.sim.pool import Died, Failed, Progress, WorkerPool
+
+    n = cfg.episodes_per_task
+    # job order: episode index major, so early results cover every row
+    todo = [(r, i) for i in range(n) for r in range(len(rows))]
+    bar = Progress(len(todo), "eval", "ep")
+    pool = WorkerPool(_worker, worker_args, workers=min(cfg.workers, len(todo)), name="evaluation",
+                      on_dispatch=on_episode_start)
+    try:
+        with pool:
+            for r, i in todo:
+                pool.submit(r * n + i, (r, cfg.seed + i, i < cfg.video_episodes, i))
+            for jid, res in pool.results():
+                r, i = divmod(jid, n)
+                if isinstance(res, (Died, Failed)):
+                    res = ({"success": False, "length": 0, "seconds": 0.0, "error": str(res)}, [], None)
+                result, frames, goal = res
+                episodes[(r, i)] = {"seed": cfg.seed + i, **result}
+                if frames:
+                    _save_video(out, rows[r], i, frames, result, goal)
+                bar.update(1)
+                ok = [e for e in episodes.values() if e and not e["error"]]
+                bar.set_postfix(success=f"{np.mean([e['success'] for e in ok]):.0%}" if ok else "-")
+        return True
+    except KeyboardInterrupt:
+        print("\ninterrupted: writing the episodes that finished (marked incomplete)", file=sys.stderr)
+        return False
+    finally:
+        bar.close()
+        pool.close()
+
+
+def _save_video(out: str, row: Row, i: int, frames: list, result: dict, goal) -> None:
+    from mtil.pipeline.eval_report import write_video
+
+    try:
+        write_video(os.path.join(out, "videos", f"{row.task}__{_slug(row.condition)}__{i}.mp4"), frames,
+                    row.instruction, result, goal=goal)
+    except OSError as e:  # a full disk loses the video, not the episodes that finished
+        print(f"warning: video not written ({e.strerror or e})", file=sys.stderr)
 
 
 def _slug(text: str) -> str:

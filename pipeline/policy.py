@@ -32,6 +32,38 @@ from mtil.encoders.video import cosine_alignment_loss
 from mtil.pipeline.normalizer import Normalizer
 
 
+def check_range(name: str, value, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                hi_open: bool = False, integer: bool = False, note: str = "") -> None:
+    """Raise ``UserError`` naming the option ``name`` and ``value`` unless ``value`` is a finite number (an
+    integer with ``integer``) in the range from ``lo`` to ``hi`` (open at an end with ``lo_open``/``hi_open``;
+    None: unbounded). NaN and inf are always rejected. ``note``: what the bounds mean, appended."""
+    if integer:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = ok and (integer or math.isfinite(value))
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if ok:
+        return
+    what = "an integer" if integer else "a finite number"
+    lo_s, hi_s = (f"{b:g}" if isinstance(b, float) else str(b) for b in (lo, hi))
+    if lo is not None and hi is not None:
+        what += f" in {'(' if lo_open else '['}{lo_s}, {hi_s}{')' if hi_open else ']'}"
+    elif lo is not None:
+        what += f" {'>' if lo_open else '>='} {lo_s}"
+    elif hi is not None:
+        what += f" {'<' if hi_open else '<='} {hi_s}"
+    raise UserError(f"{name} must be {what}{note}, got {value!r}")
+
+
+def _opt(field_name: str) -> str:
+    """The command-line option of a config field: ``grad_clip`` -> ``--grad-clip``."""
+    return "--" + field_name.replace("_", "-")
+
+
 @dataclass(kw_only=True)
 class PolicyOptions:
     """The policy's architecture and rollout choices a user makes (`mtil train` exposes every one); the
@@ -65,12 +97,13 @@ class PolicyOptions:
     def __post_init__(self) -> None:
         if self.head not in ("l1", "gmm"):
             raise UserError(f"head must be 'l1' or 'gmm', got {self.head!r}")
-        if self.obs_horizon < 1 or self.action_horizon < 1:
-            raise UserError("obs_horizon and action_horizon must be >= 1")
-        if not 1 <= self.exec_steps <= self.action_horizon:
-            raise UserError(f"exec_steps must be in [1, action_horizon={self.action_horizon}], got {self.exec_steps}")
-        if self.feature_dim < 1 or self.hidden_dim < 1 or self.gmm_modes < 1 or self.shift_pad < 0:
-            raise UserError("feature_dim, hidden_dim and gmm_modes must be >= 1, shift_pad >= 0")
+        for name, lo in (("obs_horizon", 1), ("action_horizon", 1), ("feature_dim", 1), ("hidden_dim", 1),
+                         ("gmm_modes", 1), ("shift_pad", 0)):
+            check_range(_opt(name), getattr(self, name), lo, integer=True)
+        check_range("--exec-steps", self.exec_steps, 1, self.action_horizon, integer=True,
+                    note=f" (--action-horizon is {self.action_horizon})")
+        check_range("--ensemble-decay", self.ensemble_decay, 0, note=" (0: equal weights)")
+        check_range("--align-weight", self.align_weight, 0)
 
     def options(self) -> dict:
         """Just the PolicyOptions fields of this object (also of a subclass such as TrainConfig)."""
@@ -104,12 +137,11 @@ class PolicyConfig(PolicyOptions):
     @classmethod
     def from_manifest(cls, manifest: dict, options: PolicyOptions, conditioning: ConditioningConfig,
                       image_keys: list[str] | None = None, lowdim_keys: list[str] | None = None) -> PolicyConfig:
-        """The policy for a dataset: its cameras (default: every image key), proprioception (default: keys
-        naming eef, gripper or joint), image size, action size and task vocabulary, with ``options``."""
+        """The policy for a dataset: its cameras (default: every image key), proprioception (default:
+        ``default_lowdim_keys``), image size, action size and task vocabulary, with ``options``."""
         obs = manifest["obs"]
         image_keys = list(image_keys or [k for k, v in obs.items() if v["image"]])
-        lowdim_keys = list(lowdim_keys or [k for k, v in obs.items() if not v["image"]
-                                           and any(s in k for s in ("eef", "gripper", "joint"))])
+        lowdim_keys = list(lowdim_keys or default_lowdim_keys(obs))
         for k in image_keys + lowdim_keys:
             if k not in obs:
                 raise UserError(f"observation key {k!r} is not in the data (have: {', '.join(obs)})")
@@ -327,3 +359,14 @@ class MultiTaskPolicy(nn.Module):
         self._t += 1
         out = action.cpu().numpy()
         return out[0] if single else out
+
+
+def default_lowdim_keys(obs: dict) -> list[str]:
+    """The low-dim keys a policy reads by default, from a manifest's ``obs`` ({key: {image, shape, ...}}): those
+    of ``PROPRIO_KEYS`` (what mtil's environments give at rollout) the data holds; where it holds none of
+    them, every low-dim key naming eef, gripper or joint. Issue 14: taking every proprio-looking key
+    (robot0_eef_quat_site, robot0_joint_acc, ...) made policies no environment could feed."""
+    from mtil.datasets.schema import PROPRIO_KEYS
+
+    keys = [k for k in PROPRIO_KEYS if k in obs and not obs[k]["image"]]
+    return keys or [k for k, v in obs.items() if not v["image"] and any(s in k for s in ("eef", "gripper", "joint"))]

@@ -50,6 +50,7 @@ class QuickstartConfig:
 
 
 def quickstart(cfg: QuickstartConfig) -> dict:
+    from mtil.pipeline.eval_report import headline
     from mtil.pipeline.evaluate import EvalConfig, evaluate
     from mtil.pipeline.sim.collect import CollectConfig, collect
     from mtil.pipeline.train import TrainConfig, train
@@ -82,7 +83,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
                                  workers=cfg.workers, max_steps=200))  # experts lift in ~65 steps
     with open(os.path.join(ev, "report.md")) as f:
         print(f.read())
-    overall = result["overall"].get("train instruction", {})
+    overall = headline(result)
     rate = overall.get("success_rate")
     say(f"done in {(time.time() - t0) / 60:.1f} min: mean success "
         f"{'-' if rate is None else f'{rate:.0%}'} over {overall.get('n', 0)} episodes")

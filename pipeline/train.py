@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -26,20 +25,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtil.datasets.atomic import atomic_path, check_writable_dir, remove_stale_temps, write_json_atomic
+from mtil.datasets.atomic import check_writable_dir, remove_stale_temps, write_json_atomic
 from mtil.datasets.errors import UserError
 from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
-from mtil.pipeline.checkpoint import Checkpoint, build_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+from mtil.pipeline.checkpoint import (
+    Checkpoint,
+    build_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    resume_from,
+    save_checkpoint,
+    save_run_checkpoint,
+)
+from mtil.pipeline.distributed import Dist, setup_distributed
 from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.sim.probe import check_rollout_envs
 from mtil.pipeline.train_config import RESUME_FREE, TrainConfig
 from mtil.pipeline.train_data import (
     TrainData,
     add_clips,
     batch_stream,
     build_data,
-    check_rollout_envs,
-    default_lowdim_keys,
     load_demos,
     task_env_args,
 )
@@ -63,19 +70,6 @@ def to_device(batch, device):
 
 # --------------------------------------------------------------------------------------------- the parts
 @dataclass
-class Dist:
-    """Where this process runs: its rank among ``world`` processes (1 without DDP) and its device."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-@dataclass
 class TrainState:
     """Everything a training step changes, and what a checkpoint saves of it."""
 
@@ -90,74 +84,11 @@ class TrainState:
     """best periodic-rollout success so far"""
 
 
-def setup_distributed(cfg: TrainConfig) -> Dist:
-    """Rank, world size and device from torchrun's environment; joins the process group under DDP."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    if world > 1:
-        import torch.distributed as dist
-
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, device)
-
-
-def step_files(out: str) -> list[tuple[int, str]]:
-    """The ``step_<n>.pt`` files in ``out``, newest step first."""
-    found = [(int(m.group(1)), os.path.join(out, n)) for n in (os.listdir(out) if os.path.isdir(out) else [])
-             if (m := re.fullmatch(r"step_(\d+)\.pt", n))]
-    return sorted(found, reverse=True)
-
-
-def newest_checkpoint(out: str, last: str) -> Checkpoint:
-    """last.pt, unless a step_<n>.pt of a later step exists (a kill between writing the two) or last.pt is
-    missing or unreadable: then the newest step file that loads. Raises last.pt's error if none does."""
-    try:
-        ckpt, error = load_checkpoint(last), None
-    except UserError as e:
-        ckpt, error = None, e
-    for step, path in step_files(out):
-        if ckpt is not None and step <= ckpt.step:
-            break
-        try:
-            newer = load_checkpoint(path)
-        except UserError as e:
-            print(f"note: skipping {path}: {e}", file=sys.stderr)
-            continue
-        print(f"resuming from {os.path.basename(path)} (step {newer.step}): "
-              + (f"last.pt is of step {ckpt.step}" if ckpt is not None else "last.pt is missing or unreadable")
-              + "; last.pt restored from it", file=sys.stderr)
-        with atomic_path(last) as tmp:  # last.pt points at the newest again, even if no step runs
-            shutil.copyfile(path, tmp)
-        return newer
-    if ckpt is None:
-        raise error
-    return ckpt
-
-
 def resume_checkpoint(cfg: TrainConfig, last: str) -> Checkpoint | None:
-    """The checkpoint to resume from (``--resume``: the newest valid one), after checking that the config
-    is unchanged; None for a new run (and an error if ``--out`` already holds checkpoints)."""
-    out = os.path.dirname(last)
-    if not cfg.resume:
-        held = [p for p in [last] if os.path.exists(p)] + [p for _, p in step_files(out)]
-        if held:
-            raise UserError(f"--out {cfg.out} already holds a run ({os.path.basename(held[0])}); use --resume or "
-                            "another --out")
-        return None
-    ckpt = newest_checkpoint(out, last)
-    saved, now = ckpt.train_config, dataclasses.asdict(cfg)
+    """The checkpoint to resume from (``--resume``: the newest valid one in last.pt's folder, with the config
+    unchanged); None for a new run (an error if ``--out`` already holds checkpoints)."""
     defaults = dataclasses.asdict(TrainConfig(data=cfg.data, out=cfg.out))  # for fields newer than the run
-    changed = sorted(k for k in set(saved) | set(now)
-                     if k not in RESUME_FREE and saved.get(k, defaults.get(k)) != now.get(k))
-    if changed:
-        k = changed[0]
-        raise UserError(f"--resume: the config changed since {last} was written ({k}: {saved.get(k)!r} -> "
-                        f"{now.get(k)!r}); resume with the same options or start a new --out")
-    return ckpt
+    return resume_from(os.path.dirname(last), cfg.resume, dataclasses.asdict(cfg), defaults, RESUME_FREE)
 
 
 def build_policy_config(cfg: TrainConfig, manifest: dict) -> tuple[PolicyConfig, torch.Tensor | None]:
@@ -170,8 +101,7 @@ def build_policy_config(cfg: TrainConfig, manifest: dict) -> tuple[PolicyConfig,
         lang_emb = LanguageEncoder().encode(instructions)
     cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=len(instructions),
                               lang_dim=lang_emb.shape[1] if lang_emb is not None else 384, goal_prob=cfg.goal_prob)
-    pcfg = PolicyConfig.from_manifest(manifest, cfg, cond, cfg.image_keys or None,
-                                      cfg.lowdim_keys or default_lowdim_keys(manifest))
+    pcfg = PolicyConfig.from_manifest(manifest, cfg, cond, cfg.image_keys or None, cfg.lowdim_keys or None)
     return pcfg, lang_emb
 
 
@@ -278,6 +208,10 @@ def log_step(writer, step: int, m: dict, tasks: torch.Tensor, wait_fraction: flo
 
 
 # --------------------------------------------------------------------------------------------- the run
+class Diverged(UserError):
+    """The loss or the gradient became NaN or infinite: training stops before saving such weights."""
+
+
 def train(cfg: TrainConfig) -> str:
     """Run training; returns the path of the final checkpoint (last.pt)."""
     dist = setup_distributed(cfg)
@@ -289,24 +223,13 @@ def train(cfg: TrainConfig) -> str:
     manifest, stats, splits = load_demos(cfg)
     pcfg, lang_emb = build_policy_config(cfg, manifest)
     if not cfg.skip_env_check and resume is None:
-        check_rollout_envs(manifest, pcfg)
+        check_rollout_envs(manifest["files"], pcfg)
     data = build_data(cfg, manifest, stats, splits, pcfg, dist.rank, dist.world, dist.device)
     state = build_state(cfg, pcfg, data, lang_emb, dist, resume)
     net = torch.nn.parallel.DistributedDataParallel(state.model) if dist.world > 1 else state.model
     if cfg.compile != "off":
         net = torch.compile(net, mode=cfg.compile)
-
-    writer = None
-    if dist.main:
-        os.makedirs(out, exist_ok=True)
-        write_json_atomic(os.path.join(out, "config.json"), {"train": dataclasses.asdict(cfg),
-                                                             "policy": dataclasses.asdict(pcfg)})
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(os.path.join(out, "tb"), purge_step=state.step if state.step else None)
-        how = (f"batches built on {dist.device}" if data.on_device else f"DataLoader with {data.workers} workers"
-               if data.workers else "batches built in the main process")
-        print(f"data: {data.ds.describe()}; {how}", file=sys.stderr)
+    writer = open_run(cfg, pcfg, out, state, data, dist) if dist.main else None
 
     from tqdm import tqdm
 
@@ -315,6 +238,7 @@ def train(cfg: TrainConfig) -> str:
     clip_rng_seed = cfg.seed + 7919 * dist.rank
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step", disable=not dist.main or None,
                dynamic_ncols=True)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=dist.device)  # step of the first non-finite loss
     wait_total, t_total = 0.0, 0.0
     while state.step < cfg.steps:
         t0 = time.perf_counter()
@@ -326,6 +250,9 @@ def train(cfg: TrainConfig) -> str:
         t_wait = time.perf_counter() - t0
         m = train_step(state, net, batch, cfg, data.sampler.batches_per_epoch)
         step = state.step
+        # flagged on the device, no wait: read only when the loop reads the loss anyway or before a save
+        bad = ~(torch.isfinite(m["loss"]) & torch.isfinite(m["grad_norm"]))
+        first_bad = torch.where(bad & (first_bad < 0), step, first_bad)
         dt = time.perf_counter() - t0
         wait_total, t_total = wait_total + t_wait, t_total + dt
         if not dist.main:
@@ -335,50 +262,93 @@ def train(cfg: TrainConfig) -> str:
             print(f"step {step}/{cfg.steps} loss {float(m['loss']):.4f} {(step - start_step) / t_total:.2f} "
                   f"steps/s data wait {wait_total / t_total:.1%}", file=sys.stderr, flush=True)
         if step % 10 == 0 or step == cfg.steps:  # reading the loss waits for the device: not every step
+            check_finite(first_bad, cfg, last)
             bar.set_postfix(loss=f"{float(m['loss']):.4f}", wait=f"{wait_total / t_total:.0%}")
             log_step(writer, step, m, batch["task"], wait_total / t_total)
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-            for t, v in validation_loss(state.ema, data.valid_ds, dist.device).items():
-                writer.add_scalar(f"valid_task/{t}", v, step)
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            ckpt = make_checkpoint(cfg, pcfg, state, data, dist)
-            for path in (os.path.join(out, f"step_{step}.pt"), last):
-                save_checkpoint(path, ckpt)
-        if cfg.rollout_every and (step % cfg.rollout_every == 0 or step == cfg.steps):
-            rate = rollout_success(cfg, out, read_checkpoint(make_checkpoint(cfg, pcfg, state, data, dist)))
-            writer.add_scalar("rollout/success", rate, step)
-            if rate > state.best:
-                state.best = rate
-                save_checkpoint(os.path.join(out, "best.pt"), make_checkpoint(cfg, pcfg, state, data, dist))
-                print(f"step {step}: rollout success {rate:.0%}, new best -> best.pt", file=sys.stderr)
+        periodic(cfg, pcfg, state, data, dist, writer, out, first_bad)
     bar.close()
     if dist.main:
         writer.close()
-        steps_run, seconds = state.step - start_step, max(t_total, 1e-9)
-        write_json_atomic(os.path.join(out, "train_summary.json"), {
-            "steps": state.step, "steps_this_run": steps_run, "seconds": round(t_total, 1),
-            "steps_per_s": round(steps_run / seconds, 3), "data_wait_fraction": round(wait_total / seconds, 4),
-            "device": str(dist.device), "torch_threads": torch.get_num_threads(), "world_size": dist.world,
-            "tasks": pcfg.tasks, "train_demos": [t["num_train"] for t in manifest["tasks"]],
-            "failed_demos_used": int(sum(d["split"] == "failed" for d in data.ds.demos))})
-        print(f"trained {steps_run} steps in {t_total:.0f} s ({steps_run / seconds:.2f} steps/s, data wait "
-              f"{wait_total / seconds:.1%}); checkpoint: {last}", file=sys.stderr)
+        write_summary(out, state.step - start_step, t_total, wait_total, state, pcfg, manifest, data, dist)
     if dist.world > 1:
         torch.distributed.destroy_process_group()
     return last
+
+
+def check_finite(first_bad: torch.Tensor, cfg: TrainConfig, last: str) -> None:
+    """Stop (``Diverged``) when a step's loss or gradient norm was NaN or infinite."""
+    step = int(first_bad)
+    if step >= 0:
+        raise Diverged(f"training diverged: the loss or its gradient is not finite at step {step} (lr {cfg.lr:g}, "
+                       f"weight decay {cfg.weight_decay:g}, grad clip {cfg.grad_clip:g}); nothing of that step or "
+                       f"later was saved ({last} is the last good checkpoint, if any). Lower --lr or check the data")
+
+
+def open_run(cfg: TrainConfig, pcfg: PolicyConfig, out: str, state: TrainState, data: TrainData, dist: Dist):
+    """Rank 0: config.json, the TensorBoard writer (returned) and a line on where batches come from."""
+    os.makedirs(out, exist_ok=True)
+    write_json_atomic(os.path.join(out, "config.json"), {"train": dataclasses.asdict(cfg),
+                                                         "policy": dataclasses.asdict(pcfg)})
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(os.path.join(out, "tb"), purge_step=state.step if state.step else None)
+    how = (f"batches built on {dist.device}" if data.on_device else f"DataLoader with {data.workers} workers"
+           if data.workers else "batches built in the main process")
+    print(f"data: {data.ds.describe()}; {how}", file=sys.stderr)
+    return writer
+
+
+def periodic(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, data: TrainData, dist: Dist, writer,
+             out: str, first_bad: torch.Tensor) -> None:
+    """Rank 0, after a step: validation loss, checkpoints and rollouts when their interval comes round.
+    Nothing is saved after a non-finite step (``first_bad``): a diverged run never replaces a good one."""
+    step, final = state.step, state.step == cfg.steps
+    if (cfg.eval_every and step % cfg.eval_every == 0) or final:
+        for t, v in validation_loss(state.ema, data.valid_ds, dist.device).items():
+            writer.add_scalar(f"valid_task/{t}", v, step)
+    save = step % cfg.save_every == 0 or final
+    roll = cfg.rollout_every and (step % cfg.rollout_every == 0 or final)
+    if not (save or roll):
+        return
+    check_finite(first_bad, cfg, os.path.join(out, "last.pt"))
+    ckpt = make_checkpoint(cfg, pcfg, state, data, dist)
+    if save:
+        save_run_checkpoint(out, ckpt, step)
+    if roll:
+        rate = rollout_success(cfg, out, read_checkpoint(ckpt))
+        writer.add_scalar("rollout/success", rate, step)
+        if rate > state.best:
+            state.best = rate
+            save_checkpoint(os.path.join(out, "best.pt"), make_checkpoint(cfg, pcfg, state, data, dist))
+            print(f"step {step}: rollout success {rate:.0%}, new best -> best.pt", file=sys.stderr)
+
+
+def write_summary(out: str, steps_run: int, t_total: float, wait_total: float, state: TrainState,
+                  pcfg: PolicyConfig, manifest: dict, data: TrainData, dist: Dist) -> None:
+    """train_summary.json and the closing line: steps, time, speed, data wait."""
+    seconds = max(t_total, 1e-9)
+    write_json_atomic(os.path.join(out, "train_summary.json"), {
+        "steps": state.step, "steps_this_run": steps_run, "seconds": round(t_total, 1),
+        "steps_per_s": round(steps_run / seconds, 3), "data_wait_fraction": round(wait_total / seconds, 4),
+        "device": str(dist.device), "torch_threads": torch.get_num_threads(), "world_size": dist.world,
+        "tasks": pcfg.tasks, "train_demos": [t["num_train"] for t in manifest["tasks"]],
+        "failed_demos_used": int(sum(d["split"] == "failed" for d in data.ds.demos))})
+    print(f"trained {steps_run} steps in {t_total:.0f} s ({steps_run / seconds:.2f} steps/s, data wait "
+          f"{wait_total / seconds:.1%}); checkpoint: {os.path.join(out, 'last.pt')}", file=sys.stderr)
 
 
 def rollout_success(cfg: TrainConfig, out: str, ckpt: Checkpoint) -> float:
     """Mean success of the checkpoint's EMA weights (held in memory, shipped to the evaluation workers)
     over the training tasks, by rollouts in worker processes (this process's RNG is untouched). The report
     stays in RUN/rollouts/step_<n>/."""
+    from mtil.pipeline.eval_report import headline
     from mtil.pipeline.evaluate import EvalConfig, evaluate
 
     rollouts = os.path.join(out, "rollouts", f"step_{ckpt.step}")
     res = evaluate(EvalConfig(checkpoint=f"{out} (step {ckpt.step}, in memory)", out=rollouts,
                               episodes_per_task=cfg.rollout_episodes, video_episodes=0), checkpoint=ckpt)
     shutil.rmtree(os.path.join(rollouts, "videos"), ignore_errors=True)
-    return res["overall"].get("train instruction", {}).get("success_rate") or 0.0
+    return headline(res).get("success_rate") or 0.0
 
 
 @torch.no_grad()

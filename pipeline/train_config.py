@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from mtil.datasets.errors import UserError
 from mtil.encoders.conditioning import ConditioningKind, conditioning_kind
-from mtil.pipeline.policy import PolicyOptions
+from mtil.pipeline.policy import PolicyOptions, check_range
 
 
 @dataclass
@@ -91,19 +91,13 @@ class TrainConfig(PolicyOptions):
         super().__post_init__()  # the policy options
         if not self.data:
             raise UserError("--data: give at least one HDF5 file or ingest directory")
-        if self.seed < 0:
-            raise UserError(f"--seed must be >= 0, got {self.seed}")
-        if self.steps < 1:
-            raise UserError(f"--steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        for name, (lo, hi, note) in NUMERIC_RANGES.items():  # every numeric option (NaN and inf rejected)
+            check_range("--" + name.replace("_", "-"), getattr(self, name), lo, hi, note=note,
+                        integer=self.__dataclass_fields__[name].type == "int", **OPEN_ENDS.get(name, {}))
         if self.sampler not in ("stratified", "size"):
             raise UserError(f"--sampler must be stratified or size, got {self.sampler!r}")
-        if self.save_every < 1 or self.eval_every < 0 or self.rollout_every < 0 or self.rollout_episodes < 1:
-            raise UserError("--save-every and --rollout-episodes must be >= 1, --eval-every and --rollout-every >= 0")
         conditioning_kind(self.conditioning, "--conditioning")  # raises on an unknown kind
-        if not 0.0 <= self.goal_prob <= 1.0:
-            raise UserError(f"--goal-prob must be in [0, 1], got {self.goal_prob}")
+        check_device(self.device)
         if self.failed_demos not in ("auto", "use", "skip"):
             raise UserError(f"--failed-demos must be auto, use or skip, got {self.failed_demos!r}")
         if self.failed_demos == "use" and not self.kind.uses_goal_image:
@@ -120,6 +114,49 @@ class TrainConfig(PolicyOptions):
     def kind(self) -> ConditioningKind:
         """What the conditioning kind uses (language, goal images, video)."""
         return conditioning_kind(self.conditioning)
+
+
+# The numeric options of TrainConfig (those of PolicyOptions are checked there): field -> (low, high, what the
+# bounds mean); bounds are inclusive unless OPEN_ENDS says otherwise; int fields must be integers.
+NUMERIC_RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "steps": (1, None, ""),
+    "seed": (0, 2**63 - 1, ""),
+    "batch_size": (1, None, ""),
+    "goal_prob": (0.0, 1.0, ""),
+    "save_every": (1, None, ""),
+    "eval_every": (0, None, " (0: only at the end)"),
+    "rollout_every": (0, None, " (0: off)"),
+    "rollout_episodes": (1, None, ""),
+    "lr": (0.0, 1.0, ""),
+    "weight_decay": (0.0, 1.0, ""),
+    "warmup_steps": (0, None, " (0: no warmup)"),
+    "grad_clip": (0.0, None, " (the largest gradient norm; a large value clips nothing)"),
+    "ema_decay": (0.0, 1.0, " (1 would never move the EMA weights)"),
+    "cond_dim": (1, None, ""),
+    "goal_max_offset": (0, None, " (0: anywhere in the demo's future)"),
+    "num_workers": (-1, 256, " (-1: automatic)"),
+}
+OPEN_ENDS: dict[str, dict] = {"lr": {"lo_open": True}, "grad_clip": {"lo_open": True}, "ema_decay": {"hi_open": True}}
+
+
+def check_device(device: str) -> None:
+    """``--device``: auto, cpu, cuda or cuda:N, and a CUDA device only where one is available (``UserError``
+    otherwise, before any data is read)."""
+    import re
+
+    import torch
+
+    if device in ("auto", "cpu"):
+        return
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if m is None:
+        raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is available on this machine (torch "
+                        f"{torch.__version__}, CUDA {torch.version.cuda or 'not built in'}); use --device cpu or auto")
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                        f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
 
 
 # Fields that do not change what is computed: they may differ when resuming.

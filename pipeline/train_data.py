@@ -73,17 +73,6 @@ def load_demos(cfg: TrainConfig) -> tuple[dict, dict, tuple[str, ...]]:
     return manifest, stats, splits
 
 
-def default_lowdim_keys(manifest: dict) -> list[str] | None:
-    """The low-dim keys a policy reads by default: those of ``PROPRIO_KEYS`` (what mtil's environments give at
-    rollout) the data holds, as low-dim keys; None (the policy's own default) when it holds none of them.
-    Issue 14: taking every proprio-looking key (robot0_eef_quat_site, robot0_joint_acc, ...) made policies
-    no environment could feed."""
-    from mtil.datasets.schema import PROPRIO_KEYS
-
-    keys = [k for k in PROPRIO_KEYS if k in manifest["obs"] and not manifest["obs"][k]["image"]]
-    return keys or None
-
-
 def task_env_args(manifest: dict) -> dict | None:
     """{instruction: env_args of the file holding the task's first demo} when the files describe different
     environments (each task is then evaluated in its own); None when they all share one."""
@@ -94,25 +83,6 @@ def task_env_args(manifest: dict) -> dict | None:
     for d in manifest["demos"]:
         first.setdefault(d["task"], d["file"])
     return {t["instruction"]: files[first[t["id"]]].get("env_args") for t in manifest["tasks"] if t["id"] in first}
-
-
-def check_rollout_envs(manifest: dict, pcfg: PolicyConfig) -> None:
-    """Before training: the environment of each file's ``env_args`` (where they describe a robosuite env
-    robosuite knows; built in a spawned process, so training never imports the simulator) produces
-    every key the policy reads, with the same sizes; else ``UserError`` naming the file and the key."""
-    from mtil.pipeline.sim.probe import check_env_for_policy, describes_robosuite_env
-
-    seen: set[str] = set()
-    for f in manifest["files"]:
-        args = f.get("env_args")
-        key = repr(args)
-        if key in seen or not describes_robosuite_env(args):
-            continue
-        seen.add(key)
-        task = next(iter(args.get("mtil_tasks") or {}), None) if args["env_name"] == "MtilTabletop" else None
-        check_env_for_policy(args, task, pcfg, f"{f['path']}: env_args",
-                             fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)",
-                             unknown_ok=True)
 
 
 def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -> DeviceWindows | None:

@@ -63,7 +63,13 @@ def register_collect(sub, help_text: str) -> None:
 def _run_collect(a) -> int:
     from mtil.pipeline.sim.collect import CollectConfig, collect
 
-    s = collect(dataclass_from_args(CollectConfig, a))
+    cfg = dataclass_from_args(CollectConfig, a)
+    loader = None
+    if cfg.policy:  # DAgger rollouts: the simulator layer gets the policy as a callable
+        from mtil.pipeline.checkpoint import rollout_policy_loader
+
+        loader = rollout_policy_loader(cfg.policy)
+    s = collect(cfg, loader)
     fails = sum(c["fail"] for c in s["per_task"].values())
     errs = sum(c["error"] for c in s["per_task"].values())
     print(f"wrote {s['out']}: {s['demos']} demos, {s['steps']} steps, {len(s['per_task'])} tasks in "
@@ -102,7 +108,7 @@ def _run_replay(a) -> int:
 
 
 def register_dagger(sub, help_text: str) -> None:
-    from mtil.pipeline.sim.dagger import DaggerConfig
+    from mtil.pipeline.dagger import DaggerConfig
 
     p = add_config_command(sub, "dagger", help_text, DaggerConfig, "Each round: policy rollouts (a step executes "
                            "the expert's action with probability beta), every visited state labelled by the scripted "
@@ -115,7 +121,7 @@ def register_dagger(sub, help_text: str) -> None:
 def _run_dagger(a) -> int:
     import sys
 
-    from mtil.pipeline.sim.dagger import DaggerConfig, dagger
+    from mtil.pipeline.dagger import DaggerConfig, dagger
 
     try:
         s = dagger(dataclass_from_args(DaggerConfig, a))

@@ -27,13 +27,10 @@ flattened MuJoCo state before each action, ``rewards``/``dones`` (T,), ``obs/<ke
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import time
 import zlib
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -126,6 +123,14 @@ class CollectConfig:
             raise UserError(f"--policy {self.policy}: no such checkpoint file")
         if self.policy and (self.noise > 0 or self.action_noise > 0):
             raise UserError("--policy (DAgger rollouts) takes no --noise/--action-noise")
+        if not self.policy and (self.beta > 0 or self.dagger_round != -1):
+            raise UserError("--beta and --dagger-round belong to DAgger rollouts: they need --policy CHECKPOINT")
+        if self.max_failures < 0:
+            raise UserError(f"--max-failures must be >= 0 (0: the default bound), got {self.max_failures}")
+        if not 0 <= self.seed < 2**31:
+            raise UserError(f"--seed must be in [0, 2^31), got {self.seed}")
+        if self.dagger_round < -1:
+            raise UserError(f"--dagger-round must be >= 0 (or -1: not DAgger), got {self.dagger_round}")
         if self.horizon < 10:
             raise UserError(f"--horizon must be >= 10, got {self.horizon}")
         out_dir = os.path.dirname(os.path.abspath(self.out))
@@ -192,30 +197,24 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep
     return ep
 
 
-def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, opts: dict) -> None:
-    """Worker loop: build an env per scene once, run jobs ``(task, index, seed)`` until ``None``.
+def _collector(env_args: dict, horizon: int, next_obs: bool, opts: dict, policy_loader=None):
+    """Worker side (pipeline/sim/pool.py): build an env per scene once; the handler runs one job
+    ``(task, index, seed)`` and returns ``(status, episode or error message)``, status ok | fail | error.
 
-    ``opts``: keep_failures, action_noise, dart_noise, policy (checkpoint path or ""), beta.
-    """
-    from mtil.pipeline.sim.probe import worker_setup
-
-    worker_setup()  # the parent handles Ctrl-C and stops us; we die with the parent
+    ``opts``: keep_failures, action_noise, dart_noise, beta. ``policy_loader``: a picklable callable that
+    returns the policy acting in DAgger rollouts (this layer never imports checkpoints or policies)."""
     from mtil.pipeline.sim.envs import UnstableSimulation, make_env
     from mtil.pipeline.sim.tasks import TASKS
 
     policy = None
-    if opts.get("policy"):
+    if policy_loader is not None:
         import torch
 
-        from mtil.pipeline.checkpoint import load_policy
-
         torch.set_num_threads(1)  # workers share the cores
-        policy, _ = load_policy(opts["policy"])
+        policy = policy_loader()
     envs = {}
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
+
+    def handle(job):
         task, index, seed = job
         try:
             scene = TASKS[task].scene
@@ -226,209 +225,124 @@ def _worker_main(jobs, results, env_args: dict, horizon: int, next_obs: bool, op
             env.task, env.instruction = task, TASKS[task].instruction
             ep = record_episode(env, task, seed, horizon, next_obs, opts["keep_failures"], opts["action_noise"],
                                 opts["dart_noise"], policy, opts["beta"])
-            results.put(("ok" if ep is not None and (ep["success"] or policy is not None) else "fail",
-                         task, index, ep))
+            return ("ok" if ep is not None and (ep["success"] or policy is not None) else "fail"), ep
         except UnstableSimulation as e:
-            results.put(("error", task, index, str(e)))
+            return "error", str(e)
         except Exception as e:  # a renderer/sim fault: record it with the seed, keep running
-            results.put(("error", task, index, f"{type(e).__name__}: {e}"))
+            return "error", f"{type(e).__name__}: {e}"
+
+    return handle
 
 
 # ---------------------------------------------------------------- main side
 
 
-def link_next_obs(g) -> None:
-    """``next_obs/<key>`` as HDF5 virtual datasets over ``obs/<key>`` shifted by one step (the last step
-    repeats its observation): readers that want next_obs (robomimic's default config) get it, and the
-    file grows by a few hundred bytes per key instead of doubling. Call after the group has its final
-    name: the mapping stores the source's path."""
+@dataclass
+class _Tally:
+    """What a collection has gathered so far (main side)."""
+
+    cfg: CollectConfig
+    max_fail: int
+    counts: dict = field(default_factory=dict)  # task -> {ok, fail, error}
+    next_index: dict = field(default_factory=dict)  # task -> next episode index to try
+    kept: dict = field(default_factory=dict)  # (task, index) -> temp group name
+    errors: list = field(default_factory=list)
+    retried: list = field(default_factory=list)  # episodes re-queued because their worker died
+
+    def __post_init__(self):
+        N = self.cfg.demos_per_task
+        self.counts = {t: {"ok": 0, "fail": 0, "error": 0} for t in self.cfg.task_names}
+        self.next_index = {t: N for t in self.cfg.task_names}
+
+    def done(self) -> bool:
+        return sum(c["ok"] for c in self.counts.values()) >= self.cfg.demos_per_task * len(self.counts)
+
+    def account(self, status: str, task: str, index: int, payload, pool) -> None:
+        """Count a result; a failure or error queues the task's next episode index."""
+        c = self.counts[task]
+        c[status] += 1
+        if status == "error":
+            self.errors.append(f"{task} episode {index} (seed {episode_seed(self.cfg.seed, task, index)}): {payload}")
+        if status in ("fail", "error"):
+            if c["fail"] + c["error"] > self.max_fail:
+                raise RuntimeError(f"task {task}: {c['fail']} failed and {c['error']} errored episodes for "
+                                   f"{c['ok']} successes; stopping")
+            i = self.next_index[task]
+            self.next_index[task] += 1
+            pool.submit((task, i, 0), (task, i, episode_seed(self.cfg.seed, task, i)))
+
+
+def collect(cfg: CollectConfig, policy_loader=None) -> dict:
+    """Run the collection ``cfg`` describes; returns a summary dict (also printed by the CLI).
+    ``policy_loader``: with ``cfg.policy`` (DAgger rollouts), a picklable callable returning the acting policy
+    (``mtil.pipeline.checkpoint.rollout_policy_loader(path)``)."""
     import h5py
 
-    nxt = g.create_group("next_obs")
-    for k, ds in g["obs"].items():
-        T = ds.shape[0]
-        src = h5py.VirtualSource(".", ds.name, shape=ds.shape, dtype=ds.dtype)  # "." = this same file
-        layout = h5py.VirtualLayout(shape=ds.shape, dtype=ds.dtype)
-        if T > 1:
-            layout[: T - 1] = src[1:T]
-        layout[T - 1] = src[T - 1]
-        nxt.create_virtual_dataset(k, layout)
-
-
-def _write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) -> None:
-    g = f.create_group(name)
-    T = len(ep["actions"])
-    g.attrs.update(num_samples=T, language_instruction=instruction, mtil_task=task, seed=seed,
-                   model_file=ep["model_file"], success=ep["success"])
-    for k in ("actions", "executed_actions", "states", "rewards", "dones"):
-        g.create_dataset(k, data=ep[k])  # contiguous, uncompressed: memory-mappable
-    for grp in ("obs", "next_obs"):
-        if grp in ep:
-            sub = g.create_group(grp)
-            for k, v in ep[grp].items():
-                sub.create_dataset(k, data=v)
-
-
-def collect(cfg: CollectConfig) -> dict:
-    """Run the collection ``cfg`` describes; returns a summary dict (also printed by the CLI)."""
-    import multiprocessing as mp
-
-    import h5py
-    from tqdm import tqdm
-
+    from mtil.pipeline.sim.demo_file import finish_file, remove_stale_temps, write_demo
     from mtil.pipeline.sim.envs import suite_env_args
-    from mtil.pipeline.sim.probe import ResultPipe, next_message, start_worker_process
+    from mtil.pipeline.sim.pool import Died, Progress, WorkerPool
     from mtil.pipeline.sim.tasks import TASKS
 
+    if cfg.policy and policy_loader is None:
+        raise UserError("--policy: collect() needs policy_loader (mtil.pipeline.checkpoint.rollout_policy_loader)")
     tasks, N = cfg.task_names, cfg.demos_per_task
-    max_fail = cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N)
+    tally = _Tally(cfg, cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N))
     env_args = suite_env_args(cfg.image_size, cfg.render_quality, tasks=tasks)
-    out = os.path.abspath(cfg.out)
-    target = None  # the temp file beside out; committed (fsync + rename) or discarded
-
-    ctx = mp.get_context("spawn")
-    readers: dict = {}  # each worker's own results pipe: a killed worker cannot block the others' results
-    workers: list[dict] = []
-
-    def start_worker(slot: int | None = None) -> None:
-        jq = ctx.Queue()
-        opts = {"keep_failures": cfg.keep_failures or bool(cfg.policy), "action_noise": cfg.action_noise,
-                "dart_noise": cfg.noise, "policy": cfg.policy, "beta": cfg.beta}
-        r, wr = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_worker_main, args=(jq, ResultPipe(wr), env_args, cfg.horizon, cfg.next_obs, opts),
-                        daemon=True)
-        start_worker_process(p)
-        wr.close()
-        readers[r] = p
-        w = {"proc": p, "jobs": jq, "job": None}
-        if slot is None:
-            workers.append(w)
-        else:
-            workers[slot] = w
-
-    pending: deque = deque()
-    next_index = {t: N for t in tasks}
-    for i in range(N):  # interleave tasks so every task progresses from the start
-        for t in tasks:
-            pending.append((t, i, episode_seed(cfg.seed, t, i), 0))
-    kept: dict[tuple[str, int], str] = {}  # (task, index) -> temp group name
-    counts = {t: {"ok": 0, "fail": 0, "error": 0} for t in tasks}
-    error_msgs: list[str] = []
-    retried: list[str] = []  # episodes re-queued because their worker died
-    finished: set[tuple[str, int]] = set()  # (task, index) with a result
-    restarts = 0
+    remove_stale_temps(cfg.out)
+    opts = {"keep_failures": cfg.keep_failures or bool(cfg.policy), "action_noise": cfg.action_noise,
+            "dart_noise": cfg.noise, "beta": cfg.beta}
     t0 = time.time()
+    target = AtomicPath(os.path.abspath(cfg.out))  # the temp file beside out: committed or discarded
     f = None
-    bar = None
+    bar = Progress(N * len(tasks), "collect", "demo", enabled=cfg.progress)
+    pool = WorkerPool(_collector, (env_args, cfg.horizon, cfg.next_obs, opts, policy_loader),
+                      workers=min(cfg.workers, N * len(tasks)), name="collect")
     try:
-        target = AtomicPath(out)
-        bar = tqdm(total=N * len(tasks), unit="demo", desc="collect", disable=not cfg.progress, dynamic_ncols=True)
         f = h5py.File(target.tmp, "w")
         data = f.create_group("data")
-        for _ in range(min(cfg.workers, len(pending))):
-            start_worker()
-        while sum(c["ok"] for c in counts.values()) < N * len(tasks):
-            for w in workers:  # hand out work to idle workers
-                if w["job"] is None and pending and w["proc"].is_alive():
-                    w["job"] = pending.popleft()
-                    w["jobs"].put(w["job"][:3])
-            for slot, w in enumerate(workers):  # a dead worker: re-queue its episode on another one
-                if not w["proc"].is_alive():
-                    job = w["job"]
-                    restarts += 1
-                    if restarts > 3 * cfg.workers + 3:
-                        raise RuntimeError(f"simulator workers keep dying (last exit code {w['proc'].exitcode}); "
-                                           "run one episode in the foreground to see why, e.g. "
-                                           "`mtil collect --workers 1 --demos-per-task 1`")
-                    start_worker(slot)
-                    if job is not None and job[:2] not in finished:
-                        retried.append(f"{job[0]} episode {job[1]}: worker {w['proc'].pid} died "
-                                       f"(exit code {w['proc'].exitcode}), re-queued")
-                        if job[3] + 1 < 3:
-                            pending.appendleft((*job[:3], job[3] + 1))
-                        else:
-                            finished.add(job[:2])
-                            _account("error", job[0], job[1], "its worker died 3 times", counts, error_msgs,
-                                     pending, next_index, cfg, N, max_fail)
-            try:
-                status, task, index, payload = next_message(readers, timeout=1.0)
-            except queue.Empty:
-                continue
-            for w in workers:
-                if w["job"] is not None and w["job"][:2] == (task, index):
-                    w["job"] = None
-            if (task, index) in finished:  # a duplicate (its worker died after sending it)
-                continue
-            finished.add((task, index))
-            if status == "ok" or (status == "fail" and payload is not None):  # payload: a kept failure
-                name = f"tmp_{task}_{index}"
-                _write_demo(data, name, payload, task, TASKS[task].instruction, episode_seed(cfg.seed, task, index))
-                kept[(task, index)] = name
-                bar.update(1 if status == "ok" else 0)
-            _account(status, task, index, payload, counts, error_msgs, pending, next_index, cfg, N, max_fail)
-            bar.set_postfix(failed=sum(c["fail"] for c in counts.values()),
-                            errors=sum(c["error"] for c in counts.values()))
+        with pool:
+            for i in range(N):  # interleave tasks so every task progresses from the start
+                for t in tasks:
+                    pool.submit((t, i, 0), (t, i, episode_seed(cfg.seed, t, i)))
+            for (task, index, tries), res in pool.results():
+                if isinstance(res, Died):  # re-queued on another worker, up to 3 tries
+                    tally.retried.append(f"{task} episode {index}: {res}, re-queued")
+                    if tries + 1 < 3:
+                        pool.submit((task, index, tries + 1), (task, index, episode_seed(cfg.seed, task, index)),
+                                    front=True)
+                        continue
+                    status, payload = "error", "its worker died 3 times"
+                else:
+                    status, payload = res if isinstance(res, tuple) else ("error", str(res))
+                if status == "ok" or (status == "fail" and payload is not None):  # payload: a kept failure
+                    name = f"tmp_{task}_{index}"
+                    write_demo(data, name, payload, task, TASKS[task].instruction, episode_seed(cfg.seed, task, index))
+                    tally.kept[(task, index)] = name
+                    bar.update(1 if status == "ok" else 0)
+                tally.account(status, task, index, payload, pool)
+                bar.set_postfix(failed=sum(c["fail"] for c in tally.counts.values()),
+                                errors=sum(c["error"] for c in tally.counts.values()))
+                if tally.done():
+                    break
         bar.close()
-        # final order: by task (as given), then episode index
-        order = sorted(kept, key=lambda k: (tasks.index(k[0]), k[1]))
-        names_by_task: dict[str, list[str]] = {t: [] for t in tasks}
-        failed_names = []
-        total = 0
-        for i, key in enumerate(order):
-            f.move(f"data/{kept[key]}", f"data/demo_{i}")
-            if data[f"demo_{i}"].attrs["success"] or cfg.policy:  # DAgger: expert labels, every episode trains
-                names_by_task[key[0]].append(f"demo_{i}")
-            else:
-                failed_names.append(f"demo_{i}")
-            total += int(data[f"demo_{i}"].attrs["num_samples"])
-            if not cfg.next_obs:
-                link_next_obs(data[f"demo_{i}"])
-        data.attrs["total"] = total
-        data.attrs["env_args"] = json.dumps(env_args)
-        data.attrs["mtil_collect"] = json.dumps({k: v for k, v in asdict(cfg).items() if k != "task_names"})
-        data.attrs["mtil_source"] = ("dagger" if cfg.policy else "dart" if cfg.noise else
-                                     "play" if cfg.action_noise else "expert")
-        if cfg.policy:
-            data.attrs["dagger_round"] = cfg.dagger_round
-            data.attrs["dagger_policy"] = os.path.abspath(cfg.policy)
-        train, valid = [], []
-        for t in tasks:
-            n_valid = int(cfg.valid_fraction * len(names_by_task[t]))
-            train += names_by_task[t][: len(names_by_task[t]) - n_valid]
-            valid += names_by_task[t][len(names_by_task[t]) - n_valid:]
-        mask = f.create_group("mask")
-        mask.create_dataset("train", data=np.array(train, dtype="S"))
-        mask.create_dataset("valid", data=np.array(valid, dtype="S16"))
-        if cfg.keep_failures:
-            mask.create_dataset("failed", data=np.array(failed_names, dtype="S16"))
-        f.flush()
+        total, n_failed = finish_file(f, data, tally, env_args)
         f.close()
         f = None
         target.commit()
     finally:
-        _cleanup(bar, workers, f, target)
-        for r in readers:
-            r.close()
+        _cleanup(bar, pool, f, target)
     elapsed = time.time() - t0
-    return {"out": out, "demos": len(kept) - len(failed_names), "failed_kept": len(failed_names), "steps": total,
-            "seconds": round(elapsed, 1),
-            "demos_per_s": round(len(kept) / max(elapsed, 1e-9), 3), "per_task": counts, "errors": error_msgs,
-            "retried": retried}
+    return {"out": target.path, "demos": len(tally.kept) - n_failed, "failed_kept": n_failed, "steps": total,
+            "seconds": round(elapsed, 1), "demos_per_s": round(len(tally.kept) / max(elapsed, 1e-9), 3),
+            "per_task": tally.counts, "errors": tally.errors, "retried": tally.retried}
 
 
-def _cleanup(bar, workers: list[dict], f, target: AtomicPath | None) -> None:
+def _cleanup(bar, pool, f, target: AtomicPath | None) -> None:
     """Stop the workers and remove the temp file, whatever fails on the way (closing the HDF5 file on a full
     disk raises: the remove must still happen)."""
     try:
-        if bar is not None:
-            bar.close()
-        for w in workers:
-            if w["proc"].is_alive():
-                w["jobs"].put(None)
-        for w in workers:
-            w["proc"].join(timeout=5)
-            if w["proc"].is_alive():
-                w["proc"].terminate()
+        bar.close()
+        pool.close()
     finally:
         try:
             if f is not None:
@@ -438,17 +352,3 @@ def _cleanup(bar, workers: list[dict], f, target: AtomicPath | None) -> None:
         finally:
             if target is not None:
                 target.discard()
-
-
-def _account(status, task, index, payload, counts, error_msgs, pending, next_index, cfg, N, max_fail) -> None:
-    """Count a result; a failure or error queues the task's next episode index."""
-    counts[task][status] += 1
-    if status == "error":
-        error_msgs.append(f"{task} episode {index} (seed {episode_seed(cfg.seed, task, index)}): {payload}")
-    if status in ("fail", "error"):
-        if counts[task]["fail"] + counts[task]["error"] > max_fail:
-            raise RuntimeError(f"task {task}: {counts[task]['fail']} failed and {counts[task]['error']} "
-                               f"errored episodes for {counts[task]['ok']} successes; stopping")
-        i = next_index[task]
-        next_index[task] += 1
-        pending.append((task, i, episode_seed(cfg.seed, task, i), 0))

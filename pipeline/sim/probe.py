@@ -14,71 +14,12 @@ leaves no worker running with episodes still queued.
 
 from __future__ import annotations
 
-import ctypes
 import json
-import multiprocessing as mp
-import os
-import queue
-import signal
 
 from mtil.datasets.errors import UserError
+from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
 _CACHE: dict[str, dict] = {}
-PR_SET_PDEATHSIG = 1
-
-
-def worker_setup() -> None:
-    """First call of every worker process: ignore SIGINT, and get SIGKILL when the parent dies."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the parent's queue timeouts still end us
-        return
-    parent = mp.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def start_worker_process(proc) -> None:
-    """``proc.start()`` with SIGINT ignored meanwhile: the spawned interpreter inherits the ignored
-    disposition, so a Ctrl-C that arrives while it is still importing prints no traceback in it."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        proc.start()
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        proc.start()
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-class ResultPipe:
-    """The sending end of one worker's own results pipe (``put`` like a queue's). A ``multiprocessing.Queue``
-    shared by workers has one write lock: a worker killed while its feeder thread holds it blocks every other
-    worker's results forever. One pipe per worker shares no lock."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def put(self, msg) -> None:
-        self.conn.send(msg)
-
-
-def next_message(readers: dict, timeout: float):
-    """One message from any of the workers' result pipes (``{reader: worker}``); a pipe whose worker is
-    gone is dropped. Raises ``queue.Empty`` when none arrives within ``timeout`` seconds."""
-    from multiprocessing.connection import wait
-
-    for r in wait(list(readers), timeout=timeout):
-        try:
-            return r.recv()
-        except (EOFError, OSError):  # the worker exited; its death is handled by the caller's liveness check
-            readers.pop(r, None)
-            r.close()
-    raise queue.Empty
 
 
 def describes_robosuite_env(env_args: dict | None) -> bool:
@@ -86,50 +27,52 @@ def describes_robosuite_env(env_args: dict | None) -> bool:
     without importing robosuite (a synthetic or foreign file's env_args do not)."""
     if not isinstance(env_args, dict) or "env_name" not in env_args or int(env_args.get("type", 1)) != 1:
         return False
-    return env_args["env_name"] == "MtilTabletop" or "robots" in (env_args.get("env_kwargs") or {})
+    return env_args["env_name"] == SUITE_ENV_NAME or "robots" in (env_args.get("env_kwargs") or {})
 
 
 class UnknownEnv(UserError):
     """The env name is neither the mtil suite nor a registered robosuite env."""
 
 
-def _probe_child(env_args: dict, task: str | None, out) -> None:
-    worker_setup()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        from robosuite.environments.base import REGISTERED_ENVS
+def _prober():
+    """Worker side (pipeline/sim/pool.py): the handler builds the env a job ``(env_args, task)`` describes and
+    returns ``("ok", spec)``, ``("unknown", "")`` or ``("error", cause)``."""
+    from robosuite.environments.base import REGISTERED_ENVS
 
-        from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
+    from mtil.pipeline.sim.envs import make_env
 
+    def handle(job):
+        env_args, task = job
         if env_args.get("env_name") != SUITE_ENV_NAME and env_args.get("env_name") not in REGISTERED_ENVS:
-            out.put(("unknown", ""))
-            return
-        env = make_env(env_args, task=task)
-        spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
-        env.close()
-        out.put(("ok", spec))
-    except Exception as e:  # noqa: BLE001 - whatever the constructor raises is the user's cause
-        out.put(("error", f"{type(e).__name__}: {e}"[:400]))
+            return "unknown", ""
+        try:
+            env = make_env(env_args, task=task)
+            spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
+            env.close()
+        except Exception as e:  # noqa: BLE001 - whatever the constructor raises is the user's cause
+            return "error", f"{type(e).__name__}: {e}"[:400]
+        return "ok", spec
+
+    return handle
 
 
 def probe_env(env_args: dict, task: str | None = None, where: str = "env_args", timeout: float = 300) -> dict:
-    """``{key: [shape, dtype]}`` of the env ``env_args`` describe (suite envs: for ``task``); raises
-    ``UserError`` naming ``where`` and the cause when it cannot be built."""
+    """``{key: [shape, dtype]}`` of the env ``env_args`` describe (suite envs: for ``task``), built in a worker
+    process (so no MuJoCo/EGL context is ever created here); raises ``UserError`` naming ``where`` and the
+    cause when it cannot be built."""
+    from mtil.pipeline.sim.pool import WorkerPool
+
     cache_key = json.dumps([env_args, task], sort_keys=True, default=str)
     if cache_key in _CACHE:
         return _CACHE[cache_key]
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    p = ctx.Process(target=_probe_child, args=(env_args, task, out), daemon=True)
-    p.start()
+    status, value = "error", "no answer from the environment"
     try:
-        status, value = out.get(timeout=timeout)
-    except queue.Empty:
-        status, value = "error", f"no answer from the environment (exit code {p.exitcode})"
-    finally:
-        p.join(timeout=10)
-        if p.is_alive():
-            p.kill()
+        with WorkerPool(_prober, workers=1, name="env check", max_restarts=0) as pool:
+            pool.submit(0, (env_args, task))
+            for _, res in pool.results(idle_timeout=timeout):
+                status, value = res if isinstance(res, tuple) else ("error", str(res))
+    except (RuntimeError, TimeoutError) as e:
+        status, value = "error", str(e)
     if status == "unknown":
         raise UnknownEnv(f"{where}: unknown environment {env_args.get('env_name')!r} (neither the mtil suite nor "
                          "a registered robosuite env)")
@@ -174,3 +117,21 @@ def check_env_for_policy(env_args: dict, task: str | None, pcfg, where: str,
         return
     check_policy_keys(spec, pcfg.image_keys + pcfg.lowdim_keys, dict(zip(pcfg.lowdim_keys, pcfg.lowdim_dims)),
                       where=f"{where} ({env_args.get('env_name')})", fix=fix)
+
+
+def check_rollout_envs(files: list[dict], pcfg) -> None:
+    """Before training: the environment of each data file's ``env_args`` (``files``: the manifest's entries,
+    ``path`` and ``env_args``; only those that describe a robosuite env robosuite knows; built in a worker
+    process, so training never imports the simulator) produces every key the policy config ``pcfg`` reads,
+    with the same sizes; else ``UserError`` naming the file and the key."""
+    seen: set[str] = set()
+    for f in files:
+        args = f.get("env_args")
+        key = repr(args)
+        if key in seen or not describes_robosuite_env(args):
+            continue
+        seen.add(key)
+        task = next(iter(args.get("mtil_tasks") or {}), None) if args["env_name"] == SUITE_ENV_NAME else None
+        check_env_for_policy(args, task, pcfg, f"{f['path']}: env_args",
+                             fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)",
+                             unknown_ok=True)

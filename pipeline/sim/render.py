@@ -22,7 +22,6 @@ rendering works with EGL; osmesa and glfw do not here), before MuJoCo or robosui
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
@@ -39,8 +38,10 @@ CACHE_DIR = str(cache_root() / "meshes")
 
 
 def import_robosuite():
-    """Import robosuite with its import-time warnings (macro file, optional robots) silenced."""
-    logging.getLogger("robosuite_logs").addFilter(lambda r: r.levelno >= logging.ERROR)
+    """Import robosuite with its import-time banner (macro file, optional robots) silenced."""
+    from mtil.pipeline.sim.pool import quiet_robosuite
+
+    quiet_robosuite()
     import robosuite
 
     return robosuite

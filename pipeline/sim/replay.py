@@ -82,8 +82,8 @@ def _read_demo(cfg: ReplayConfig) -> tuple[dict, dict, np.ndarray, np.ndarray]:
 
 def replay(cfg: ReplayConfig) -> dict:
     """Replay ``cfg.demo``; returns {demo, task, steps, success, success_step, max_state_error, video}."""
-    from mtil.pipeline.sim.envs import SUITE_ENV_NAME, make_env
-    from mtil.pipeline.sim.tasks import task_for_instruction
+    from mtil.pipeline.sim.envs import make_env
+    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME, task_for_instruction
 
     env_args, attrs, states, actions = _read_demo(cfg)
     task = attrs.get("mtil_task")

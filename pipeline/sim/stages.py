@@ -25,6 +25,7 @@ import numpy as np
 
 LIFT_STAGES = ("start", "reached", "grasped", "success")
 TRANSPORT_STAGES = ("start", "reached", "grasped", "lifted", "above target", "success")
+STAGE_ORDER = TRANSPORT_STAGES  # every stage any task reaches, in order (the report's columns)
 STOCK_STAGES = ("start", "success")
 STALL_STEPS = 30
 STALL_MOVE = 0.005

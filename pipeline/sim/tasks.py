@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SUITE_ENV_NAME = "MtilTabletop"
+"""``env_args['env_name']`` of the suite's environment (pipeline/sim/scene.py registers the class under it)"""
+
 
 @dataclass(frozen=True)
 class ObjectSpec:

@@ -73,12 +73,23 @@ class DaggerConfig:
             raise UserError("--beta and --beta-decay must be in [0, 1]")
         if self.horizon < 10 or self.eval_episodes < 0 or not 1 <= self.workers <= 64:
             raise UserError("--horizon >= 10, --eval-episodes >= 0 and --workers in [1, 64] are needed")
+        if not 0 <= self.seed < 2**31:
+            raise UserError(f"--seed must be in [0, 2^31), got {self.seed}")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise UserError(f"--out {self.out}: is a file, expected a directory (made if missing)")
+
+    def settings(self) -> dict:
+        """What a round's results depend on: a rerun into the same --out must match them (--rounds may grow,
+        --workers changes nothing but speed)."""
+        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rounds", "workers", "out")}
+        keep["checkpoint"] = os.path.abspath(self.checkpoint)
+        keep["data"] = [os.path.abspath(d) for d in self.data]
+        return keep
 
 
 def expert_tasks(ckpt, path: str) -> tuple[list[str], int]:
     """(suite task names, camera size) of a checkpoint; UserError when its tasks have no scripted expert."""
-    from mtil.pipeline.sim.envs import SUITE_ENV_NAME
-    from mtil.pipeline.sim.tasks import task_for_instruction
+    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME, task_for_instruction
 
     env_args = ckpt.env_args or {}
     if env_args.get("env_name") != SUITE_ENV_NAME:
@@ -92,21 +103,74 @@ def expert_tasks(ckpt, path: str) -> tuple[list[str], int]:
     return names, size
 
 
+def check_data(cfg: DaggerConfig, ckpt) -> None:
+    """Before any rollout: --data holds demos of the simulated suite, of exactly the checkpoint's tasks."""
+    import h5py
+
+    from mtil.datasets.manifest import manifest_from_inputs
+    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
+
+    for path in cfg.data:
+        if not os.path.isfile(path):
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                raw = f["data"].attrs.get("env_args") if "data" in f else None
+        except OSError as e:
+            raise UserError(f"--data {path}: not a readable HDF5 file ({e})") from None
+        name = (json.loads(raw) if raw else {}).get("env_name") if isinstance(raw, (str, bytes)) else None
+        if name != SUITE_ENV_NAME:
+            raise UserError(f"--data {path}: demos of {name or 'an unknown environment'}, not of the simulated suite "
+                            f"{cfg.checkpoint} was trained on (DAgger aggregates them with the suite's rollouts)")
+    try:
+        manifest, _ = manifest_from_inputs(cfg.data)
+    except UserError as e:
+        raise UserError(f"--data: {e}") from None
+    have = [t["instruction"] for t in manifest["tasks"]]
+    if sorted(have) != sorted(ckpt.tasks):
+        raise UserError(f"--data: its tasks {have} are not the tasks {list(ckpt.tasks)} of {cfg.checkpoint}: give "
+                        "the demonstrations the starting policy was trained on")
+
+
+def check_out(cfg: DaggerConfig, out: str) -> None:
+    """A rerun into ``out`` must use the settings its rounds were made with; the first run records them."""
+    from mtil.datasets.atomic import write_json_atomic
+
+    path = os.path.join(out, "dagger_config.json")
+    now = cfg.settings()
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed:
+            k = changed[0]
+            raise UserError(f"--out {cfg.out}: holds DAgger rounds made with other settings ({k}: {saved.get(k)!r} -> "
+                            f"{now.get(k)!r}); rerun with the same options to resume, or choose another --out")
+        return
+    if any(n.startswith("round_") for n in os.listdir(out)):
+        raise UserError(f"--out {cfg.out}: holds DAgger rounds of unknown settings (no dagger_config.json); "
+                        "choose another --out")
+    write_json_atomic(path, now)
+
+
 def dagger(cfg: DaggerConfig) -> dict:
     """Run the rounds ``cfg`` describes (resuming finished steps); returns the summary written to dagger.json."""
     import h5py
 
     from mtil.datasets.atomic import write_json_atomic
-    from mtil.pipeline.checkpoint import load_checkpoint
+    from mtil.pipeline.checkpoint import load_checkpoint, rollout_policy_loader
+    from mtil.pipeline.eval_report import headline
     from mtil.pipeline.evaluate import EvalConfig, evaluate
     from mtil.pipeline.sim.collect import CollectConfig, collect
     from mtil.pipeline.train import TrainConfig, train
 
     ckpt = load_checkpoint(cfg.checkpoint)
     tasks, image_size = expert_tasks(ckpt, cfg.checkpoint)
+    check_data(cfg, ckpt)
     base = dict(ckpt.train_config)
     out = os.path.abspath(cfg.out)
     os.makedirs(out, exist_ok=True)
+    check_out(cfg, out)
     say = lambda text: print(f"dagger: {text}", file=sys.stderr, flush=True)  # noqa: E731
 
     def evaluate_round(policy: str, where: str) -> dict | None:
@@ -118,7 +182,7 @@ def dagger(cfg: DaggerConfig) -> dict:
                                 workers=cfg.workers, max_steps=cfg.horizon, video_episodes=1))
         with open(path) as f:
             res = json.load(f)
-        row = res["overall"].get("train instruction", {})
+        row = headline(res)
         return {"successes": row.get("successes"), "n": row.get("n"), "success_rate": row.get("success_rate"),
                 "ci95": row.get("ci95"), "errors": row.get("errors"), "eval": where}
 
@@ -138,7 +202,8 @@ def dagger(cfg: DaggerConfig) -> dict:
             s = collect(CollectConfig(tasks=",".join(tasks), demos_per_task=cfg.episodes_per_task, out=rollouts,
                                       workers=cfg.workers, seed=7919 * r + cfg.seed, image_size=image_size,
                                       horizon=cfg.horizon, policy=policy, beta=beta, dagger_round=r,
-                                      valid_fraction=0.0, max_failures=3 * cfg.episodes_per_task))
+                                      valid_fraction=0.0, max_failures=3 * cfg.episodes_per_task),
+                        rollout_policy_loader(policy))
             if s["demos"] == 0:
                 raise RuntimeError(f"round {r}: every rollout errored; see the errors above")
         files.append(rollouts)
