@@ -128,8 +128,8 @@ def check_data(cfg: DaggerConfig, ckpt) -> None:
         raise UserError(f"--data: {e}") from None
     have = [t["instruction"] for t in manifest["tasks"]]
     if sorted(have) != sorted(ckpt.tasks):
-        raise UserError(f"--data: its tasks {have} are not the tasks {list(ckpt.tasks)} of {cfg.checkpoint}: give "
-                        "the demonstrations the starting policy was trained on")
+        raise UserError(f"--data {' '.join(cfg.data)}: its tasks {have} are not the tasks {list(ckpt.tasks)} of "
+                        f"{cfg.checkpoint}: give the demonstrations the starting policy was trained on")
 
 
 def check_out(cfg: DaggerConfig, out: str) -> None:

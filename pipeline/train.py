@@ -275,13 +275,18 @@ def train(cfg: TrainConfig) -> str:
     return last
 
 
-def check_finite(first_bad: torch.Tensor, cfg: TrainConfig, last: str) -> None:
-    """Stop (``Diverged``) when a step's loss or gradient norm was NaN or infinite."""
-    step = int(first_bad)
-    if step >= 0:
-        raise Diverged(f"training diverged: the loss or its gradient is not finite at step {step} (lr {cfg.lr:g}, "
-                       f"weight decay {cfg.weight_decay:g}, grad clip {cfg.grad_clip:g}); nothing of that step or "
-                       f"later was saved ({last} is the last good checkpoint, if any). Lower --lr or check the data")
+def check_finite(first_bad: torch.Tensor, cfg: TrainConfig, last: str, model: torch.nn.Module | None = None,
+                 step: int = 0) -> None:
+    """Stop (``Diverged``) when a step's loss or gradient norm was NaN or infinite, or (``model`` given, before
+    a save) when the weights after ``step`` are: an update can overflow the weights from a finite gradient."""
+    bad = int(first_bad)
+    what = f"the loss or its gradient is not finite at step {bad}"
+    if bad < 0 and model is not None and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        bad, what = step, f"the weights are not finite after step {step}"
+    if bad >= 0:
+        raise Diverged(f"training diverged: {what} (lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, grad clip "
+                       f"{cfg.grad_clip:g}); nothing of that step or later was saved ({last} is the last good "
+                       "checkpoint, if any). Lower --lr or check the data")
 
 
 def open_run(cfg: TrainConfig, pcfg: PolicyConfig, out: str, state: TrainState, data: TrainData, dist: Dist):
@@ -310,7 +315,7 @@ def periodic(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, data: Trai
     roll = cfg.rollout_every and (step % cfg.rollout_every == 0 or final)
     if not (save or roll):
         return
-    check_finite(first_bad, cfg, os.path.join(out, "last.pt"))
+    check_finite(first_bad, cfg, os.path.join(out, "last.pt"), state.model, step)
     ckpt = make_checkpoint(cfg, pcfg, state, data, dist)
     if save:
         save_run_checkpoint(out, ckpt, step)

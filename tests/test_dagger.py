@@ -135,3 +135,79 @@ def test_round_whose_rollouts_all_error_exits_3(dagger_run, tmp_path, capsys):
     assert rc == 3
     assert "error" in capsys.readouterr().err
     assert not (out / "round_1" / "rollouts.hdf5").exists()
+
+
+# ---- issue 20's probe: DAgger inputs checked before any rollout, reruns that would mix settings refused
+def test_out_naming_a_file_is_refused(dagger_run, tmp_path, capsys):
+    d, args = dagger_run
+    f = tmp_path / "taken"
+    f.write_text("mine")
+    assert main(["dagger", args[0], "--data", args[2], "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "Traceback" not in err and f.read_text() == "mine"
+
+
+@pytest.mark.parametrize("change, expect", [
+    (["--episodes-per-task", "3"], "episodes_per_task: 2 -> 3"),
+    (["--beta", "0.2"], "beta: 0.5 -> 0.2"),
+])
+def test_rerun_with_other_settings_is_refused(dagger_run, capsys, change, expect):
+    """Probe 7: old rounds were reused silently while dagger.json named the new settings."""
+    d, args = dagger_run
+    i = args.index(change[0])
+    new = [*args[:i], *change, *args[i + 2:]]
+    before = sorted(os.listdir(d / "dagger"))
+    assert main(["dagger", *new]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "another --out" in err
+    assert sorted(os.listdir(d / "dagger")) == before
+
+
+def test_rerun_with_another_checkpoint_is_refused(dagger_run, tmp_path, capsys):
+    import shutil
+
+    d, args = dagger_run
+    other = tmp_path / "other.pt"
+    shutil.copy(args[0], other)
+    assert main(["dagger", str(other), *args[1:]]) == 2
+    assert "checkpoint:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what", ["not_hdf5", "other_tasks", "stock_lift"])
+def test_bad_data_is_refused_before_any_rollout(dagger_run, tmp_path, capsys, monkeypatch, what):
+    """Probe 11: such --data failed only after 15-19 s of rollouts, naming --init-from (never given)."""
+    import mtil.pipeline.sim.collect as collect_mod
+    from mtil.datasets.synthetic import write_synthetic
+
+    d, args = dagger_run
+    path = tmp_path / "data.hdf5"
+    if what == "not_hdf5":
+        path.write_text("not hdf5")
+        expect = "not a readable HDF5 file"
+    elif what == "other_tasks":
+        assert main(["collect", "--tasks", "lift_blue", "--demos-per-task", "1", "--workers", "1", "--out",
+                     str(path), "--image-size", "16", "--no-progress"]) == 0
+        expect = "are not the tasks"
+    else:
+        write_synthetic(str(path), tasks=["lift"], demos_per_task=[2], steps=8, image_size=16)
+        with h5py.File(path, "a") as f:
+            f["data"].attrs["env_args"] = json.dumps({"env_name": "Lift", "type": 1, "env_kwargs": {}})
+        expect = "demos of Lift, not of the simulated suite"
+    monkeypatch.setattr(collect_mod, "collect", None)  # a rollout started would fail loudly
+    capsys.readouterr()
+    assert main(["dagger", args[0], "--data", str(path), "--out", str(tmp_path / "o"), "--rounds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and str(path) in err and "--init-from" not in err, err
+
+
+def test_stale_round_temp_file_is_removed_by_the_next_collection(dagger_run, tmp_path, capsys):
+    """Probe 13: a kill -9 mid-collection left `.NAME.tmp-*.hdf5` (collect, DAgger rounds) forever."""
+    out = tmp_path / "rollouts.hdf5"
+    stale = tmp_path / ".rollouts.hdf5.tmp-ab12cd34.hdf5"
+    stale.write_bytes(b"half a file")
+    other = tmp_path / ".other.hdf5.tmp-ab12cd34.hdf5"  # another output's temp: not ours to remove
+    other.write_bytes(b"x")
+    assert main(["collect", "--tasks", "lift_red", "--demos-per-task", "1", "--workers", "1", "--out", str(out),
+                 "--image-size", "16", "--no-progress"]) == 0
+    assert not stale.exists() and other.exists() and out.exists()
+    assert "left by an interrupted collection" in capsys.readouterr().err

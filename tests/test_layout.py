@@ -80,17 +80,38 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_training_does_not_import_the_simulator():
+def test_sim_is_a_leaf_layer():
+    """pipeline/sim imports nothing from training, evaluation, checkpoints or policies (a policy reaches a
+    rollout as a callable): nothing of mtil.pipeline outside sim/ (but the mp4 writer, which depends on
+    nothing of ours), at module level or lazily."""
     g = import_graph()
-    seen, todo = set(), ["mtil.pipeline.train"]
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            # periodic rollouts evaluate lazily, and the env check at start builds the env in a spawned
-            # process (sim.probe), by choice
-            todo += g[m] - {"mtil.pipeline.evaluate", "mtil.pipeline.sim.probe"}
-    assert not {m for m in seen if m.startswith("mtil.pipeline.sim")}, sorted(seen)
+    allowed = {"mtil.pipeline.mp4"}
+    bad = {m: sorted(n for n in deps if n.startswith("mtil.pipeline.") and not n.startswith("mtil.pipeline.sim")
+                     and n not in allowed)
+           for m, deps in g.items() if m.startswith("mtil.pipeline.sim")}
+    assert not {m: d for m, d in bad.items() if d}, bad
+
+
+def test_one_module_starts_processes():
+    """Every worker process is started by pipeline/sim/pool.py (collection, evaluation, DAgger, env checks)."""
+    starters = set()
+    for mod, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "Process":
+                starters.add(mod)
+    assert starters == {"mtil.pipeline.sim.pool"}, starters
+
+
+def test_importing_training_loads_no_simulator():
+    """The training loop and the CLI import neither robosuite nor mujoco (the env check and rollouts run
+    them in worker processes)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mtil.pipeline.train, mtil.pipeline.cli.main, mtil.pipeline.evaluate; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('robosuite', 'mujoco')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
 
 
 def test_one_cache_root(monkeypatch, tmp_path):

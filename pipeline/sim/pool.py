@@ -60,8 +60,10 @@ class Failed:
         return self.message
 
 
-BANNER = ("private macro file", "setup_macros.py", "robosuite_models", "mink-based whole-body IK")
-"""robosuite's import-time banner lines (what each says, not a level: its real warnings stay)"""
+BANNER = ("private macro file", "setup_macros.py", "robosuite_models", "mink-based whole-body IK",
+          "but the robot does not have this component")
+"""robosuite's banner lines: at import, and per env its default controller config naming parts (base, legs,
+torso, head) a Panda lacks. By what each says, not by level: its real warnings stay."""
 
 
 def quiet_robosuite() -> None:
