@@ -10,6 +10,7 @@ import platform
 import numpy as np
 
 from mtil.datasets.atomic import atomic_write, check_writable_dir, write_json_atomic
+from mtil.pipeline.eval_config import TRAIN_INSTRUCTION
 from mtil.pipeline.mp4 import write_mp4
 from mtil.pipeline.sim.stages import STAGE_ORDER
 
@@ -37,14 +38,10 @@ def summarize(episodes: list[dict]) -> dict:
             "mean_length": float(np.mean([e["length"] for e in valid])) if valid else None}
 
 
-HEADLINE = "train instruction"
-"""the row group whose success is an evaluation's headline: tasks given by their training instruction"""
-
-
 def headline(result: dict) -> dict:
     """The headline summary of an evaluation's result (``eval.json``): successes, n, success_rate, ci95,
     errors for the tasks given by their training instruction; {} when no such row was evaluated."""
-    return result["overall"].get(HEADLINE, {})
+    return result["overall"].get(TRAIN_INSTRUCTION, {})
 
 
 def stage_counts(episodes: list[dict]) -> dict:
@@ -158,7 +155,7 @@ def _plot(path: str, result: dict) -> None:
     rows = [r for r in result["rows"] if r["success_rate"] is not None]
     if not rows:
         return
-    colors = {"train instruction": "tab:blue", "paraphrase": "tab:orange", "held-out task": "tab:red",
+    colors = {TRAIN_INSTRUCTION: "tab:blue", "paraphrase": "tab:orange", "held-out task": "tab:red",
               "video": "tab:green", "goal image": "tab:purple"}
     labels = [f"{r['task']}\n{r['instruction'][:38]}" if r["condition"] == "paraphrase" else r["task"] for r in rows]
     rates = np.array([r["success_rate"] for r in rows])

@@ -8,41 +8,30 @@ works there: instructions, goal images (the scripted expert's, suite tasks only,
 video clips (``--demos``), each row in its task's env.
 
 Suite task names: a checkpoint records its tasks by instruction. A suite task is found by its instruction
-or paraphrase, else (an instruction edited in the data) by the task the data's ``env_args`` (``mtil_tasks``)
-or the training files' demo attr ``mtil_task`` name (``suite_task_names``); it is then evaluated in its own
-task's scene with its own (edited) instruction.
+or paraphrase, else (an instruction edited in the data) by the training files' demo attr ``mtil_task`` or,
+those gone, by elimination among the tasks the data's ``env_args`` list (``mtil_tasks``) (see
+``suite_task_names``); it is then evaluated in its own task's scene with its own (edited) instruction.
 
 ``--seeds-from``: ``attach_initial_states`` starts each row's episodes from the initial states of demos
 in a file; a file of another env, a demo without ``states`` or states of another size than the env's
-(checked by ``check_envs`` before any worker, in one spawned process) is a ``UserError`` naming the file."""
+(checked by ``check_envs`` before any worker, in one worker process) is a ``UserError`` naming the file."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtil.datasets.errors import UserError
+from mtil.pipeline.eval_config import TRAIN_INSTRUCTION, Row
 from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
-    from mtil.pipeline.evaluate import EvalConfig
-
-
-@dataclass
-class Row:
-    task: str  # suite task name, or the stock env's name
-    condition: str  # "train instruction" | "paraphrase" | "held-out task" | "video" | "goal image"
-    instruction: str  # what the policy is told (the task's instruction for video/goal rows)
-    task_input: object = None  # str instruction, {"video": clip} or goal image (H, W, 3)
-    init_states: list | None = None  # flattened MuJoCo states to start episode i from (--seeds-from)
-    env_args: dict | None = None  # the task's own env (tasks from different envs); None: the checkpoint's
-    init_states_from: str = ""  # the --seeds-from file init_states come from (for messages)
+    from mtil.pipeline.eval_config import EvalConfig
 
 
 def has_own_envs(ckpt: Checkpoint) -> bool:
@@ -191,7 +180,7 @@ def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row
     if condition in ("language", "onehot"):
         for task, text, env_args, suite in entries:
             if cfg.instructions in ("train", "all"):
-                rows.append(Row(task, "train instruction", text, text, env_args=env_args))
+                rows.append(Row(task, TRAIN_INSTRUCTION, text, text, env_args=env_args))
             if suite and cfg.instructions in ("heldout", "all") and kind != "onehot":
                 rows += [Row(task, "paraphrase", p, p, env_args=env_args) for p in _paraphrases(task, text)]
     elif condition == "goal_image" and cfg.goal_source == "expert":
@@ -210,140 +199,6 @@ def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row
     if not rows:
         raise _nothing_to_evaluate(cfg, ckpt, unnamed)
     return rows
-
-
-def check_envs(rows: list[Row], env_args: dict, ckpt: Checkpoint, name: str) -> None:
-    """Before any worker: every env the rows use can be built and gives the policy's keys, and the
-    ``--seeds-from`` states fit the env they start (``UserError``)."""
-    from mtil.pipeline.sim.probe import check_env_for_policy
-
-    seen: set[str] = set()
-    for row in rows:
-        args = row.env_args or env_args
-        key = json.dumps(args, sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        task = row.task if args["env_name"] == SUITE_ENV_NAME else None
-        check_env_for_policy(args, task, ckpt.policy_config, f"{name}: env_args of task {row.task}")
-    check_state_sizes(rows, env_args)
-
-
-def check_state_sizes(rows: list[Row], env_args: dict, timeout: float = 300) -> None:
-    """The rows' initial states (``--seeds-from``) have as many values as the MuJoCo state of the env each
-    row runs in (suite tasks: of the task's scene); else ``UserError`` naming the file, the task and both
-    sizes. The envs are built in one spawned process (no simulator in this one), only when states are given."""
-    import multiprocessing as mp
-    import queue
-
-    wanted: dict[str, tuple[dict, str | None, Row]] = {}
-    for row in rows:
-        if row.init_states:
-            args = row.env_args or env_args
-            task = row.task if args["env_name"] == SUITE_ENV_NAME else None
-            wanted.setdefault(json.dumps([args, task], sort_keys=True, default=str), (args, task, row))
-    if not wanted:
-        return
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    p = ctx.Process(target=_state_size_child, args=([(a, t) for a, t, _ in wanted.values()], out), daemon=True)
-    p.start()
-    try:
-        status, sizes = out.get(timeout=timeout)
-    except queue.Empty:
-        status, sizes = "error", f"no answer from the environment (exit code {p.exitcode})"
-    finally:
-        p.join(timeout=10)
-        if p.is_alive():
-            p.kill()
-    if status != "ok":  # check_envs built these envs already: this is not the user's input
-        raise RuntimeError(f"building the environments to check the --seeds-from states failed: {sizes}")
-    for (args, _, row), size in zip(wanted.values(), sizes):
-        have = len(row.init_states[0])
-        if have != size:
-            raise UserError(f"--seeds-from {row.init_states_from}: the demos' states of task {row.task!r} have {have} "
-                            f"values, but its environment ({args['env_name']}) has {size}: they were recorded in "
-                            "another environment or scene")
-
-
-def _state_size_child(envs: list[tuple[dict, str | None]], out) -> None:
-    """Spawned by ``check_state_sizes``: the flattened MuJoCo state size of each (env_args, task)."""
-    from mtil.pipeline.sim.probe import worker_setup
-
-    worker_setup()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        from mtil.pipeline.sim.envs import make_env
-
-        sizes = []
-        for args, task in envs:
-            env = make_env(args, task=task, use_camera_obs=False)
-            env.reset(seed=0)
-            sizes.append(int(env.get_state().size))
-            env.close()
-        out.put(("ok", sizes))
-    except Exception as e:  # noqa: BLE001 - reported by the parent
-        out.put(("error", f"{type(e).__name__}: {e}"[:400]))
-
-
-def attach_initial_states(rows: list[Row], path: str, n: int, env_args: dict) -> None:
-    """Give each row the initial states (``states[0]``) of the first ``n`` demos of its task in ``path``
-    (training split first; demos of a suite task by their ``mtil_task`` attr or instruction, of a stock env
-    every demo of a file recorded in it). ``UserError`` naming the file for: a file that is no demo file, demos
-    recorded in another env than the row's (``env_args``: the checkpoint's, where a row has none of its own),
-    a task with fewer than ``n`` demos, demos without a ``states`` dataset, states that are not one finite
-    (T, S) array or differ in size. The size against the env's: ``check_envs``."""
-    import h5py
-
-    from mtil.datasets.schema import inspect_file
-
-    where = f"--seeds-from {path}"
-    info = inspect_file(path, check_values=False)
-    # the episodes' task comes from the rows: a file without language (a stock robosuite file) is fine here
-    problems = [p for p in info.problems if "has no language instruction" not in p.what]
-    if problems:
-        raise UserError(f"--seeds-from: {problems[0]}")
-    file_env = (info.env_args or {}).get("env_name")
-    with h5py.File(path, "r") as f:
-        train = set()
-        if "mask" in f and "train" in f["mask"]:
-            train = {x.decode() if isinstance(x, bytes) else str(x) for x in f["mask"]["train"][()]}
-        for row in rows:
-            row_env = (row.env_args or env_args)["env_name"]
-            if file_env is not None and file_env != row_env:
-                raise UserError(f"{where}: its demos were recorded in the {file_env} env, but task {row.task!r} of "
-                                f"this checkpoint runs in the {row_env} env: their simulator states do not fit it"
-                                + (" (choose tasks with --tasks)" if len({r.task for r in rows}) > 1 else ""))
-            if row_env == SUITE_ENV_NAME:
-                demos = [d for d in info.demos if d.task_name == row.task or d.instruction == row.instruction]
-            else:  # one task per stock env: every demo of a file of that env
-                demos = list(info.demos) if file_env == row_env else \
-                    [d for d in info.demos if d.instruction == row.instruction]
-            demos.sort(key=lambda d: d.name not in train)  # training demos first (stable: file order)
-            with_states = [d for d in demos if "states" in f["data"][d.name]]
-            if len(with_states) < n:
-                if len(demos) < n:
-                    of = sorted({d.task_name or d.instruction or "?" for d in info.demos})
-                    raise UserError(f"{where}: task {row.task!r} has {len(demos)} demo(s) in the file, "
-                                    f"--episodes-per-task {n} needs {n} (one initial state per episode; the file "
-                                    f"has demos of: {', '.join(of)})")
-                lacking = next(d.name for d in demos if d not in with_states)
-                raise UserError(f"{where}: demo {lacking} (task {row.task!r}) has no 'states' dataset (the simulator "
-                                f"states to start an episode from); {len(with_states)} of the task's {len(demos)} "
-                                f"demo(s) have one, --episodes-per-task {n} needs {n}")
-            states = []
-            for d in with_states[:n]:
-                ds = f["data"][d.name]["states"]
-                s0 = np.asarray(ds[0], dtype=np.float64) if ds.ndim == 2 and ds.dtype.kind in "fiu" else None
-                if s0 is None or not np.isfinite(s0).all():
-                    what = "contains NaN/inf at step 0" if s0 is not None else \
-                        f"must be a (T, S) number array, found shape {ds.shape} dtype {ds.dtype}"
-                    raise UserError(f"{where}: data/{d.name}/states {what}")
-                if states and s0.size != states[0].size:
-                    raise UserError(f"{where}: data/{d.name}/states has {s0.size} values per step, "
-                                    f"data/{with_states[0].name}/states has {states[0].size}")
-                states.append(s0)
-            row.init_states, row.init_states_from = states, path
 
 
 def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
@@ -367,11 +222,13 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
         if cfg.tasks and cfg.tasks not in ([env_args["env_name"]], [name]):
             raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
         if condition in ("language", "onehot"):
-            rows.append(Row(name, "train instruction", trained[0], trained[0]))
+            rows.append(Row(name, TRAIN_INSTRUCTION, trained[0], trained[0]))
         rows = _demo_rows(rows, cfg, ckpt, condition, {name: trained[0]})
     else:
         rows = _suite_rows(cfg, ckpt, condition)
     if cfg.seeds_from:
+        from mtil.pipeline.eval_checks import attach_initial_states
+
         attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task, env_args)
     return rows, env_args
 
@@ -402,7 +259,7 @@ def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
             if n not in by_name:
                 continue
             if cfg.instructions in ("train", "all"):
-                rows.append(Row(n, "train instruction", by_name[n], by_name[n]))
+                rows.append(Row(n, TRAIN_INSTRUCTION, by_name[n], by_name[n]))
             if cfg.instructions in ("heldout", "all") and kind != "onehot":
                 rows += [Row(n, "paraphrase", p, p) for p in _paraphrases(n, by_name[n])]
         if cfg.instructions in ("heldout", "all") and kind != "onehot":

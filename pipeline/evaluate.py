@@ -23,70 +23,15 @@ import hashlib
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtil.datasets.errors import UserError
-from mtil.pipeline.eval_rows import Row, plan_rows
+from mtil.pipeline.eval_config import EvalConfig, Row
+from mtil.pipeline.eval_rows import plan_rows
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
-
-
-@dataclass
-class EvalConfig:
-    """Evaluate a checkpoint by rollouts in simulation: per-task success with 95% intervals, report,
-    plot and videos."""
-
-    checkpoint: str
-    """checkpoint file written by `mtil train` (e.g. RUN/last.pt)"""
-    out: str
-    """output directory for eval.json, report.md, success.png and videos/"""
-    episodes_per_task: int = 20
-    """episodes per row (task x way of giving it)"""
-    workers: int = 2
-    """parallel worker processes, each with its own simulator and a copy of the policy"""
-    tasks: list[str] = field(default_factory=list)
-    """suite task names to evaluate (default: every task the checkpoint was trained on)"""
-    instructions: str = "train"
-    """train (training instructions) | heldout (paraphrases + held-out compositions) | all"""
-    condition: str = "auto"
-    """auto (as trained; language for mixed policies) | language | video | goal_image: how the task is given"""
-    demos: str = ""
-    """HDF5 file with demos of the tasks: clips (video) or last frames (goal_image --goal-source demos)"""
-    goal_source: str = "expert"
-    """goal_image rows: expert (last frame of the scripted expert's episode on the same seed: a held-out demo in
-    the same scene; suite tasks only) | demos (last frame of a demo of the task in --demos)"""
-    video_episodes: int = 2
-    """episodes per row recorded as mp4 (the first ones)"""
-    seed: int = 1000
-    """seed of episode 0; episode i uses seed + i"""
-    max_steps: int = 300
-    """steps before an episode counts as a failure"""
-    raw_weights: bool = False
-    """use the raw weights instead of the EMA weights"""
-    video_size: int = 192
-    """video frame size in pixels"""
-    seeds_from: str = ""
-    """HDF5 demo file: start episode i of each task from the initial state of that task's i-th demo in the file
-    (the training demos: fitting vs generalization) instead of a fresh seeded layout"""
-
-    def __post_init__(self) -> None:
-        from mtil.pipeline.policy import check_range
-
-        for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("video_episodes", 0, None),
-                             ("seed", 0, 2**63 - 1), ("max_steps", 1, None), ("video_size", 16, 1024)):
-            check_range("--" + name.replace("_", "-"), getattr(self, name), lo, hi, integer=True)
-        if self.instructions not in ("train", "heldout", "all"):
-            raise UserError(f"--instructions must be train, heldout or all, got {self.instructions!r}")
-        if self.condition not in ("auto", "language", "video", "goal_image"):
-            raise UserError(f"--condition must be auto, language, video or goal_image, got {self.condition!r}")
-        if self.goal_source not in ("expert", "demos"):
-            raise UserError(f"--goal-source must be expert or demos, got {self.goal_source!r}")
-        if self.seeds_from and not os.path.isfile(self.seeds_from):
-            raise UserError(f"--seeds-from {self.seeds_from}: no such file")
 
 
 def file_sha256(path: str) -> str:
@@ -163,8 +108,8 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     file ``cfg.checkpoint``, which then only labels the report. Workers get its weights as a state dict.
     """
     from mtil.pipeline.checkpoint import load_checkpoint
+    from mtil.pipeline.eval_checks import check_envs
     from mtil.pipeline.eval_report import error_summary, prepare_out, write_outputs
-    from mtil.pipeline.eval_rows import check_envs
 
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(cfg.checkpoint)
     # what a worker rebuilds the policy from: the file, or the weights themselves (spawned processes)

@@ -325,7 +325,7 @@ def collect(cfg: CollectConfig, policy_loader=None) -> dict:
                 if tally.done():
                     break
         bar.close()
-        total, n_failed = finish_file(f, data, tally, env_args)
+        total, n_failed = finish_file(f, data, cfg, tally.kept, env_args)
         f.close()
         f = None
         target.commit()

@@ -7,12 +7,8 @@ import json
 import os
 import sys
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from mtil.pipeline.sim.collect import _Tally
 
 
 def link_next_obs(g) -> None:
@@ -58,16 +54,16 @@ def remove_stale_temps(out: str) -> None:
         print(f"note: removed {path}, left by an interrupted collection", file=sys.stderr)
 
 
-def finish_file(f, data, tally: _Tally, env_args: dict) -> tuple[int, int]:
+def finish_file(f, data, cfg, kept: dict, env_args: dict) -> tuple[int, int]:
     """Rename the kept episodes to demo_0.. in (task, index) order, write masks and attrs; returns
-    (total steps, failed episodes kept)."""
-    cfg, tasks = tally.cfg, tally.cfg.task_names
-    order = sorted(tally.kept, key=lambda k: (tasks.index(k[0]), k[1]))
+    (total steps, failed episodes kept). ``cfg``: the CollectConfig; ``kept``: {(task, index): temp group name}."""
+    tasks = cfg.task_names
+    order = sorted(kept, key=lambda k: (tasks.index(k[0]), k[1]))
     names_by_task: dict[str, list[str]] = {t: [] for t in tasks}
     failed_names = []
     total = 0
     for i, key in enumerate(order):
-        f.move(f"data/{tally.kept[key]}", f"data/demo_{i}")
+        f.move(f"data/{kept[key]}", f"data/demo_{i}")
         if data[f"demo_{i}"].attrs["success"] or cfg.policy:  # DAgger: expert labels, every episode trains
             names_by_task[key[0]].append(f"demo_{i}")
         else:

@@ -48,10 +48,12 @@ def _prober():
         try:
             env = make_env(env_args, task=task)
             spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
+            env.reset(seed=0)
+            state_size = int(env.get_state().size)
             env.close()
         except Exception as e:  # noqa: BLE001 - whatever the constructor raises is the user's cause
             return "error", f"{type(e).__name__}: {e}"[:400]
-        return "ok", spec
+        return "ok", {"spec": spec, "state_size": state_size}
 
     return handle
 
@@ -60,6 +62,15 @@ def probe_env(env_args: dict, task: str | None = None, where: str = "env_args", 
     """``{key: [shape, dtype]}`` of the env ``env_args`` describe (suite envs: for ``task``), built in a worker
     process (so no MuJoCo/EGL context is ever created here); raises ``UserError`` naming ``where`` and the
     cause when it cannot be built."""
+    return _probe(env_args, task, where, timeout)["spec"]
+
+
+def env_state_size(env_args: dict, task: str | None = None, where: str = "env_args", timeout: float = 300) -> int:
+    """Size of the flattened MuJoCo state of the env ``env_args`` describe (one probe with ``probe_env``)."""
+    return _probe(env_args, task, where, timeout)["state_size"]
+
+
+def _probe(env_args: dict, task: str | None, where: str, timeout: float) -> dict:
     from mtil.pipeline.sim.pool import WorkerPool
 
     cache_key = json.dumps([env_args, task], sort_keys=True, default=str)
