@@ -88,6 +88,20 @@ def remove_stale_temps(folder: str) -> list[str]:
     return stale
 
 
+def remove_stale_temp_dirs(path: str, kinds: tuple[str, ...] = ("tmp",)) -> list[str]:
+    """Remove the temp folders ``AtomicPath(path, directory=True)`` left beside ``path`` when a process was
+    killed mid-write (exactly ``.<name>.<kind>-<8 chars>`` as ``tempfile.mkdtemp`` names them); returns
+    their names. The caller must hold the lock that keeps every other writer of ``path`` out (``mtil
+    ingest``'s lock on --out): a folder matching the pattern then belongs to no running process."""
+    folder, base = os.path.split(os.path.abspath(path))
+    pattern = re.escape(f".{base}.") + f"({'|'.join(map(re.escape, kinds))})" + r"-[a-z0-9_]{8}"
+    stale = sorted(n for n in os.listdir(folder) if re.fullmatch(pattern, n)
+                   and os.path.isdir(os.path.join(folder, n)) and not os.path.islink(os.path.join(folder, n)))
+    for n in stale:
+        shutil.rmtree(os.path.join(folder, n))
+    return stale
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from mtil.datasets.atomic import atomic_path, write_json_atomic
+from mtil.datasets.atomic import atomic_path, remove_stale_temp_dirs, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
 from mtil.datasets.manifest import build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
@@ -31,7 +33,8 @@ class IngestConfig:
     """Output directory; created, or must be empty (--overwrite: or one `mtil ingest` wrote)."""
     instruction: list[str] = field(default_factory=list)
     """Instruction for files without language (repeat the option or give several): one for all files, or one
-    per file in order."""
+    per file in order. A file's own language (each demo's language_instruction, LIBERO's problem_info) wins:
+    --instruction only fills in demos without one, and a note on stderr names each file that keeps its own."""
     valid_fraction: float = 0.1
     """Share of each task's demos held out as `valid` when a file has no train/valid mask."""
     seed: int = 0
@@ -114,17 +117,40 @@ def ingest(cfg: IngestConfig) -> dict:
         return _ingest_locked(cfg, out)
 
 
+def _clean_interrupted(out: str, shown: str) -> None:
+    """Remove what an ingest killed mid-write left beside --out (we hold the --out lock, so none runs now):
+    its temp folder ``.NAME.tmp-*`` and the previous --out it had moved aside, ``.NAME.old-*``. That one is
+    the user's data: when --out is missing (the kill came between moving it aside and putting the new one in
+    place) the newest is put back instead."""
+    folder, base = os.path.split(out)
+    olds = [os.path.join(folder, n) for n in os.listdir(folder)
+            if re.fullmatch(re.escape(f".{base}.old-") + r"[a-z0-9_]{8}", n) and os.path.isdir(os.path.join(folder, n))]
+    if olds and not os.path.lexists(out):
+        newest = max(olds, key=os.path.getmtime)
+        os.replace(newest, out)
+        print(f"note: {shown}: put back the previous contents, which an interrupted `mtil ingest --overwrite` "
+              f"had moved aside to {os.path.basename(newest)}", file=sys.stderr)
+    removed = remove_stale_temp_dirs(out, kinds=("tmp", "old"))
+    if removed:
+        print(f"note: removed {len(removed)} temp folder(s) an interrupted `mtil ingest` left beside {shown}: "
+              f"{', '.join(removed)}", file=sys.stderr)
+
+
 def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
+    _clean_interrupted(out, cfg.out)
     if os.path.isdir(out) and os.listdir(out):
         if not cfg.overwrite:
             raise UserError(f"--out {cfg.out}: directory exists and is not empty (use --overwrite to replace)")
         _check_replaceable(out, cfg.out)
 
     n_demos = None
+    notes: list[str] = []
     with tqdm(desc="statistics", unit="demo", leave=False, disable=None) as bar:
         manifest, stats = build_manifest(cfg.sources, cfg.instruction, cfg.valid_fraction, cfg.seed,
-                                         progress=bar)
+                                         progress=bar, notes=notes)
         n_demos = len(manifest["demos"])
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     manifest = {"written_by": WRITTEN_BY, **manifest}
 
     # Everything validated: only now touch the file system. The new directory is written as a temp folder

@@ -61,13 +61,22 @@ def _split_demos(info: FileInfo, task_of: dict[str, int], valid_fraction: float,
 
 
 def build_manifest(paths: list[str], instructions: list[str] | None = None, valid_fraction: float = 0.1,
-                   seed: int = 0, progress=None) -> tuple[dict, dict]:
-    """Validate ``paths`` and return ``(manifest, stats)``; raises ``DataError`` naming every problem."""
+                   seed: int = 0, progress=None, notes: list[str] | None = None) -> tuple[dict, dict]:
+    """Validate ``paths`` and return ``(manifest, stats)``; raises ``DataError`` naming every problem.
+
+    ``notes``, if given, receives one line per file that was given an instruction and used none of it
+    (every demo carries its own language, which wins)."""
     if not paths:
         raise UserError("no input files given")
     if not 0.0 <= valid_fraction < 1.0:
         raise UserError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
     infos = validate_files(list(paths), instructions)
+    if notes is not None and instructions:
+        for i, info in enumerate(infos):
+            if not info.given_instruction_used:
+                given = instructions[0] if len(instructions) == 1 else instructions[i]
+                notes.append(f"{paths[i]}: its demos carry their own language instruction, which wins over "
+                             f"--instruction {given!r} (that fills in only demos without one)")
     tasks: list[dict] = []
     task_index: dict[str, int] = {}
     demos: list[dict] = []
@@ -167,13 +176,9 @@ def compute_stats(manifest: dict, split: str = "train", progress=None) -> dict:
 def load_manifest(path: str) -> tuple[dict, dict | None]:
     """Load ``DIR/manifest.json`` (and ``stats.json`` beside it) written by ``mtil ingest``."""
     mpath = os.path.join(path, "manifest.json") if os.path.isdir(path) else path
-    try:
-        with open(mpath) as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no manifest.json (run `mtil ingest` first or pass HDF5 files)") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{mpath}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not os.path.exists(mpath):
+        raise UserError(f"{path}: no manifest.json (run `mtil ingest` first or pass HDF5 files)")
+    manifest = _read_json(mpath)
     if not isinstance(manifest, dict):
         raise UserError(f"{mpath}: expected a JSON object (a manifest written by `mtil ingest`), found a "
                         f"{type(manifest).__name__}")
@@ -185,9 +190,46 @@ def load_manifest(path: str) -> tuple[dict, dict | None]:
     spath = os.path.join(os.path.dirname(mpath), "stats.json")
     stats = None
     if os.path.exists(spath):
-        with open(spath) as f:
-            stats = json.load(f)
+        stats = _read_json(spath)
+        _check_stats(stats, manifest, spath)
     return manifest, stats
+
+
+def _read_json(path: str):
+    """The JSON in ``path``; ``UserError`` naming it when it cannot be read or parsed."""
+    again = "run `mtil ingest` again"
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); {again}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not valid JSON (not UTF-8 text: byte {e.start}); {again}") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _check_stats(stats, manifest: dict, spath: str) -> None:
+    """``stats.json`` holds, for actions and every low-dim key of the manifest, a dict of per-dimension
+    count/mean/std/min/max (``RunningStats.to_dict``); ``UserError`` naming the file otherwise."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{spath}: {what}: not statistics written by `mtil ingest`; run `mtil ingest` again")
+
+    if not isinstance(stats, dict):
+        raise bad(f"expected a JSON object, found a {type(stats).__name__}")
+    dims = {"actions": manifest.get("action_dim")}
+    for k, v in manifest["obs"].items() if isinstance(manifest["obs"], dict) else []:
+        if isinstance(v, dict) and not v.get("image"):
+            dims[f"obs/{k}"] = int(np.prod(v.get("shape") or [1]))
+    for name, dim in dims.items():
+        entry = stats.get(name)
+        if not isinstance(entry, dict):
+            raise bad(f"{name!r} is missing" if entry is None else f"{name!r} is a {type(entry).__name__}")
+        for field in ("mean", "std", "min", "max"):
+            values = entry.get(field)
+            ok = isinstance(values, list) and all(isinstance(x, (int, float)) and np.isfinite(x) for x in values)
+            if not ok or (isinstance(dim, int) and len(values) != dim):
+                raise bad(f"{name}.{field} must be a list of {dim} finite numbers")
 
 
 def manifest_from_inputs(inputs: list[str], instructions: list[str] | None = None,

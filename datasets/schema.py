@@ -17,7 +17,6 @@ found (it does not stop at the first); ``validate_files`` raises ``DataError`` i
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import h5py
 import numpy as np
 
 from mtil.datasets.errors import DataError, Problem
+from mtil.datasets.h5read import attr_text, dangling_links, demo_names, int_attr, parse_json_attr, read_error
 
 IMAGE_SUFFIXES = ("_image", "_rgb")
 PROPRIO_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
@@ -40,14 +40,6 @@ def is_image_key(key: str) -> bool:
 def demo_sort_key(name: str) -> tuple[int, str]:
     m = re.search(r"(\d+)$", name)
     return (int(m.group(1)) if m else -1, name)
-
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value.item())
-    return str(value)
 
 
 @dataclass
@@ -79,6 +71,7 @@ class FileInfo:
     action_dim: int | None = None
     masks: dict[str, list[str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    given_instruction_used: bool = False  # some demo took the ``instruction`` given to ``inspect_file``
 
     @property
     def num_steps(self) -> int:
@@ -117,32 +110,7 @@ def _instruction(value, info: FileInfo, where: str) -> str | None:
         shown = value.tolist() if isinstance(value, np.ndarray) else value
         info.problems.append(Problem(info.path, where, f"must be a text, found {type(value).__name__} {shown!r}"))
         return None
-    return value
-
-
-def _int_attr(attrs, name: str, info: FileInfo, where: str) -> int | None:
-    """An attribute that must hold one integer (``total``, ``num_samples``); a problem and None otherwise."""
-    if name not in attrs:
-        return None
-    value = np.asarray(attrs[name])
-    first = value.reshape(-1)[0] if value.size == 1 else None
-    if first is None or value.dtype.kind not in "iuf" or not np.isfinite(first) or first % 1 != 0:
-        info.problems.append(Problem(info.path, f"{where}.attrs['{name}']",
-                                     f"must be one integer, found {value.tolist()!r} (dtype {value.dtype})"))
-        return None
-    return int(first)
-
-
-def _parse_json_attr(attrs, name: str, info: FileInfo, where: str) -> dict | None:
-    if name not in attrs:
-        return None
-    try:
-        value = json.loads(_text(attrs[name]))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        info.problems.append(Problem(info.path, f"{where}.attrs['{name}']", f"is not valid JSON ({e.msg})"))
-        return None
-    if not isinstance(value, dict):
-        info.problems.append(Problem(info.path, f"{where}.attrs['{name}']", "is JSON but not an object"))
+    if _has_nul(value, info, where, "the text "):
         return None
     return value
 
@@ -168,103 +136,149 @@ def inspect_file(path: str, instruction: str | None = None, check_values: bool =
         with h5py.File(path, "r") as f:
             _inspect_open_file(f, info, instruction, check_values)
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
-        # h5py raises these for truncated or corrupt files, often only when a dataset is read; say which.
-        guess = "truncated or corrupt? " if isinstance(e, OSError) and not isinstance(e, PermissionError) else ""
-        info.problems.append(Problem(path, "", f"cannot be read ({guess}{type(e).__name__}: {e})"))
+        info.problems.append(Problem(path, "", read_error(e)))
     return info
 
 
 def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, check_values: bool) -> None:
-    p = info.problems
     if "data" not in f or not isinstance(f["data"], h5py.Group):
-        p.append(Problem(info.path, "data", "missing: not a robomimic-layout file (no 'data' group)"))
+        info.problems.append(Problem(info.path, "data", "missing: not a robomimic-layout file (no 'data' group)"))
         return
     data = f["data"]
-    info.env_args = _parse_json_attr(data.attrs, "env_args", info, "data")
-    problem_info = _parse_json_attr(data.attrs, "problem_info", info, "data")
+    problem_info = _read_data_attrs(data, info)
+    names = demo_names(data, info.path, info.problems, demo_sort_key)
+    if not names:
+        info.problems.append(Problem(info.path, "data", "contains no demos"))
+        return
+    stored_keys: list[str] | None = None
+    for name in names:
+        stored_keys = _inspect_demo(data[name], name, info, instruction, check_values, stored_keys)
+    _set_layout(info, stored_keys or [], problem_info)
+    total = int_attr(data.attrs, "total", info, "data")
+    if total is not None:
+        actual = sum(d.length for d in info.demos)
+        if total != actual and not info.problems:
+            info.problems.append(Problem(info.path, "data.attrs['total']",
+                                         f"is {total} but the demos hold {actual} steps"))
+    _read_masks(f, info, names)
+
+
+def _read_data_attrs(data: h5py.Group, info: FileInfo) -> dict | None:
+    """``env_args`` and LIBERO's ``problem_info`` (whose instruction is the file's); returns problem_info."""
+    info.env_args = parse_json_attr(data.attrs, "env_args", info, "data")
+    problem_info = parse_json_attr(data.attrs, "problem_info", info, "data")
     if problem_info and problem_info.get("language_instruction"):
         text = problem_info["language_instruction"]
         if isinstance(text, list) and all(isinstance(t, str) for t in text):  # LIBERO: a list of words
             text = " ".join(text)
         info.file_instruction = _instruction(text, info, "data.attrs['problem_info'].language_instruction")
+    return problem_info
 
-    names = sorted((k for k in data.keys() if isinstance(data[k], h5py.Group)), key=demo_sort_key)
-    for name in names:  # a soft link to another demo would count its data twice
-        link = data.get(name, getlink=True)
-        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
-            p.append(Problem(info.path, f"data/{name}", f"is a link to {link.path}: its steps would count twice"))
-    if not names:
-        p.append(Problem(info.path, "data", "contains no demos"))
-        return
 
-    stored_keys: list[str] | None = None
-    for name in names:
-        where = f"data/{name}"
-        g = data[name]
-        demo_instruction = (_instruction(g.attrs["language_instruction"], info,
-                                         f"{where}.attrs['language_instruction']")
-                            if "language_instruction" in g.attrs else None)
-        text = demo_instruction or info.file_instruction or instruction
-        bad_attr = "language_instruction" in g.attrs and demo_instruction is None  # already a problem
-        if (not text or not text.strip()) and not bad_attr:
-            p.append(Problem(info.path, where, "has no language instruction (give one at ingest: `mtil ingest "
-                                               "FILE --instruction TEXT --out DIR`, and train on DIR)"))
-        if "actions" not in g:
-            p.append(Problem(info.path, where, "has no 'actions' dataset"))
-            continue
-        actions = g["actions"]
-        if actions.ndim != 2 or actions.dtype.kind != "f":
-            p.append(Problem(info.path, f"{where}/actions",
-                             f"must be a (T, A) float array, found shape {actions.shape} dtype {actions.dtype}"))
-            continue
-        T = actions.shape[0]
-        if T == 0:
-            p.append(Problem(info.path, where, "is empty (0 steps)"))
-            continue
-        if info.action_dim is None:
-            info.action_dim = actions.shape[1]
-        elif actions.shape[1] != info.action_dim:
-            p.append(Problem(info.path, f"{where}/actions",
-                             f"has action dim {actions.shape[1]}, other demos have {info.action_dim}"))
-        if check_values:
-            a = actions[()]
-            bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
-            if bad.size:
-                p.append(Problem(info.path, f"{where}/actions", f"contains NaN/inf at step {int(bad[0])}"))
-        num_samples = _int_attr(g.attrs, "num_samples", info, where)
-        if num_samples is not None and num_samples != T:
-            p.append(Problem(info.path, where, f"attr num_samples={num_samples} but actions has {T} steps"))
-        for opt in ("states", "rewards", "dones"):
-            if opt in g and (g[opt].ndim == 0 or g[opt].shape[0] != T):
-                p.append(Problem(info.path, f"{where}/{opt}", f"has {g[opt].shape[:1]} steps, actions has {T}"))
-        if "obs" not in g or not isinstance(g["obs"], h5py.Group):
-            p.append(Problem(info.path, where, "has no 'obs' group"))
-            continue
-        keys = sorted(g["obs"].keys())
-        if not keys:
-            p.append(Problem(info.path, f"{where}/obs", "is empty: no observation keys"))
-            continue
-        if stored_keys is None:
-            stored_keys = keys
-        elif keys != stored_keys:
-            p.append(Problem(info.path, f"{where}/obs", f"has keys {keys}, first demo has {stored_keys}"))
-        for key in keys:
-            _check_obs(g["obs"][key], f"{where}/obs/{key}", key, T, info, check_values)
-        task_name = _text(g.attrs["mtil_task"]) if "mtil_task" in g.attrs else None
-        info.demos.append(DemoInfo(name, T, text.strip() if text else None, task_name))
+def _has_nul(text: str | None, info: FileInfo, where: str, what: str) -> bool:
+    """A NUL character cannot be part of a task name (it ends C strings, file names, TensorBoard tags)."""
+    if text is None or "\x00" not in text:
+        return False
+    info.problems.append(Problem(info.path, where, f"{what}{text!r} contains a NUL character (\\x00) at "
+                                                   f"position {text.index(chr(0))}: it cannot name a task"))
+    return True
 
-    if any(k.endswith("_rgb") for k in stored_keys or []) or (problem_info is not None):
+
+def _demo_instruction(g: h5py.Group, where: str, info: FileInfo, instruction: str | None) -> str | None:
+    """The demo's own instruction, else the file's, else the given one (a problem if none)."""
+    demo_instruction = None
+    if "language_instruction" in g.attrs:
+        demo_instruction = _instruction(g.attrs["language_instruction"], info, f"{where}.attrs['language_instruction']")
+    text = demo_instruction or info.file_instruction or instruction
+    bad_attr = "language_instruction" in g.attrs and demo_instruction is None  # already a problem
+    if text is not None and not demo_instruction and not info.file_instruction:  # the given one
+        if not info.given_instruction_used and _has_nul(text, info, where, "the --instruction "):
+            bad_attr = True
+        info.given_instruction_used = True
+    if (not text or not text.strip()) and not bad_attr:
+        info.problems.append(Problem(info.path, where, "has no language instruction (give one at ingest: `mtil "
+                                                       "ingest FILE --instruction TEXT --out DIR`, and train on DIR)"))
+    return text
+
+
+def _demo_actions(g: h5py.Group, where: str, info: FileInfo, check_values: bool) -> int | None:
+    """Check ``actions`` and the per-step datasets that must match it; the number of steps, or None when the
+    demo is unusable."""
+    p = info.problems
+    if "actions" not in g:
+        p.append(Problem(info.path, where, "has no 'actions' dataset"))
+        return None
+    actions = g["actions"]
+    if not isinstance(actions, h5py.Dataset) or actions.ndim != 2 or actions.dtype.kind != "f":
+        found = (f"shape {actions.shape} dtype {actions.dtype}" if isinstance(actions, h5py.Dataset)
+                 else "a group")
+        p.append(Problem(info.path, f"{where}/actions", f"must be a (T, A) float array, found {found}"))
+        return None
+    T = actions.shape[0]
+    if T == 0:
+        p.append(Problem(info.path, where, "is empty (0 steps)"))
+        return None
+    if info.action_dim is None:
+        info.action_dim = actions.shape[1]
+    elif actions.shape[1] != info.action_dim:
+        p.append(Problem(info.path, f"{where}/actions",
+                         f"has action dim {actions.shape[1]}, other demos have {info.action_dim}"))
+    if check_values:
+        bad = np.flatnonzero(~np.isfinite(actions[()]).all(axis=1))
+        if bad.size:
+            p.append(Problem(info.path, f"{where}/actions", f"contains NaN/inf at step {int(bad[0])}"))
+    num_samples = int_attr(g.attrs, "num_samples", info, where)
+    if num_samples is not None and num_samples != T:
+        p.append(Problem(info.path, where, f"attr num_samples={num_samples} but actions has {T} steps"))
+    for opt in ("states", "rewards", "dones"):
+        if opt in g and (not isinstance(g[opt], h5py.Dataset) or g[opt].ndim == 0 or g[opt].shape[0] != T):
+            steps = g[opt].shape[:1] if isinstance(g[opt], h5py.Dataset) else "a group, no"
+            p.append(Problem(info.path, f"{where}/{opt}", f"has {steps} steps, actions has {T}"))
+    return T
+
+
+def _inspect_demo(g: h5py.Group, name: str, info: FileInfo, instruction: str | None, check_values: bool,
+                  stored_keys: list[str] | None) -> list[str] | None:
+    """Check demo ``data/<name>`` and add it to ``info.demos`` when usable; returns the observation keys every
+    demo must have (the first demo's)."""
+    where = f"data/{name}"
+    if dangling_links(g, where, info.path, info.problems):
+        return stored_keys
+    text = _demo_instruction(g, where, info, instruction)
+    T = _demo_actions(g, where, info, check_values)
+    if T is None:
+        return stored_keys
+    if "obs" not in g or not isinstance(g["obs"], h5py.Group):
+        info.problems.append(Problem(info.path, where, "has no 'obs' group"))
+        return stored_keys
+    keys = sorted(g["obs"].keys())
+    if not keys:
+        info.problems.append(Problem(info.path, f"{where}/obs", "is empty: no observation keys"))
+        return stored_keys
+    if stored_keys is None:
+        stored_keys = keys
+    elif keys != stored_keys:
+        info.problems.append(Problem(info.path, f"{where}/obs", f"has keys {keys}, first demo has {stored_keys}"))
+    for key in keys:
+        _check_obs(g["obs"][key], f"{where}/obs/{key}", key, T, info, check_values)
+    task_name = attr_text(g.attrs["mtil_task"]) if "mtil_task" in g.attrs else None
+    if _has_nul(task_name, info, f"{where}.attrs['mtil_task']", "task name "):
+        return stored_keys
+    info.demos.append(DemoInfo(name, T, text.strip() if text else None, task_name))
+    return stored_keys
+
+
+def _set_layout(info: FileInfo, stored_keys: list[str], problem_info: dict | None) -> None:
+    if any(k.endswith("_rgb") for k in stored_keys) or (problem_info is not None):
         info.layout = "libero"
-    info.key_map = {k: canonical_key(k) for k in stored_keys or []}
+    info.key_map = {k: canonical_key(k) for k in stored_keys}
     convention = (info.env_args or {}).get("image_convention")
     info.flip_images = convention == "opengl" or (convention is None and info.layout == "libero")
 
-    total = _int_attr(data.attrs, "total", info, "data")
-    if total is not None:
-        actual = sum(d.length for d in info.demos)
-        if total != actual and not p:
-            p.append(Problem(info.path, "data.attrs['total']", f"is {total} but the demos hold {actual} steps"))
 
+def _read_masks(f: h5py.File, info: FileInfo, names: list[str]) -> None:
+    """``mask/<filter>``: datasets of demo names (train, valid, failed, ...), each naming existing demos."""
+    p = info.problems
     if "mask" in f and not isinstance(f["mask"], h5py.Group):
         p.append(Problem(info.path, "mask", "is not a group (expected mask/<filter> datasets of demo names)"))
     elif "mask" in f:
@@ -273,11 +287,11 @@ def _inspect_open_file(f: h5py.File, info: FileInfo, instruction: str | None, ch
             if not isinstance(f["mask"][filt], h5py.Dataset):
                 p.append(Problem(info.path, f"mask/{filt}", "is a group, expected a dataset of demo names"))
                 continue
-            demo_names = [_text(x) for x in np.asarray(f["mask"][filt][()]).reshape(-1)]
-            missing = [n for n in demo_names if n not in present]
+            listed = [attr_text(x) for x in np.asarray(f["mask"][filt][()]).reshape(-1)]
+            missing = [n for n in listed if n not in present]
             if missing:
                 p.append(Problem(info.path, f"mask/{filt}", f"names missing demo '{missing[0]}'"))
-            info.masks[filt] = demo_names
+            info.masks[filt] = listed
 
 
 def _check_obs(ds, where: str, key: str, T: int, info: FileInfo, check_values: bool) -> None:
