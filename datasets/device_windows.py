@@ -43,7 +43,7 @@ class DeviceWindows:
         self.lowdim = {k: torch.as_tensor(v, device=device) for k, v in ds.lowdim.items()}
         self.images = {}
         for k in self.image_keys:
-            out = torch.empty((ds.num_samples, *ds.manifest["obs"][k]["shape"]), dtype=torch.uint8, device=device)
+            out = torch.empty((ds.num_samples, *ds.manifest.obs[k].shape), dtype=torch.uint8, device=device)
             for i in range(len(ds.demos)):  # demo by demo: never a second full copy in host memory
                 s, n = int(ds.starts[i]), int(ds.lengths[i])
                 out[s:s + n] = torch.from_numpy(np.ascontiguousarray(ds.frames(i, k, np.arange(n))))

@@ -5,6 +5,7 @@ Nothing is written unless every input validates, and source files are only ever 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from mtil.datasets.atomic import atomic_path, remove_stale_temp_dirs, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
-from mtil.datasets.manifest import build_manifest, load_manifest
+from mtil.datasets.manifest import Manifest, build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
 
 
@@ -99,7 +100,7 @@ def _out_lock(out: str, shown: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ingest(cfg: IngestConfig) -> dict:
+def ingest(cfg: IngestConfig) -> Manifest:
     out = os.path.abspath(cfg.out)
     if os.path.dirname(out) == out:
         raise UserError(f"--out {cfg.out}: the filesystem root cannot be an ingest directory")
@@ -136,7 +137,7 @@ def _clean_interrupted(out: str, shown: str) -> None:
               f"{', '.join(removed)}", file=sys.stderr)
 
 
-def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
+def _ingest_locked(cfg: IngestConfig, out: str) -> Manifest:
     _clean_interrupted(out, cfg.out)
     if os.path.isdir(out) and os.listdir(out):
         if not cfg.overwrite:
@@ -148,10 +149,10 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
     with tqdm(desc="statistics", unit="demo", leave=False, disable=None) as bar:
         manifest, stats = build_manifest(cfg.sources, cfg.instruction, cfg.valid_fraction, cfg.seed,
                                          progress=bar, notes=notes)
-        n_demos = len(manifest["demos"])
+        n_demos = len(manifest.demos)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    manifest = {"written_by": WRITTEN_BY, **manifest}
+    manifest = dataclasses.replace(manifest, written_by=WRITTEN_BY)
 
     # Everything validated: only now touch the file system. The new directory is written as a temp folder
     # beside --out and renamed into place; an existing one (checked above) is moved aside first and
@@ -162,7 +163,7 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
         os.replace(out, old)  # onto the empty temp folder: a rename
     try:
         with atomic_path(out, directory=True) as tmp:
-            write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
+            write_json_atomic(os.path.join(tmp, "manifest.json"), manifest.to_dict())
             write_json_atomic(os.path.join(tmp, "stats.json"), stats)
     except BaseException:
         if old is not None and not os.path.exists(out):
@@ -170,12 +171,12 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> dict:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    only_some = sorted({k for f in manifest["files"] for k in f["obs"]} - set(manifest["obs"]))
+    only_some = sorted({k for f in manifest.files for k in f.obs or {}} - set(manifest.obs))
     if only_some:
         print(f"note: observation keys not in every file with one shape (a policy cannot read them): "
               f"{', '.join(only_some)}")
-    print(f"ingested {len(manifest['files'])} file(s), {len(manifest['tasks'])} task(s), {n_demos} demos "
-          f"({manifest['split']['train']} train / {manifest['split']['valid']} valid) -> {cfg.out}")
+    print(f"ingested {len(manifest.files)} file(s), {len(manifest.tasks)} task(s), {n_demos} demos "
+          f"({manifest.split.train} train / {manifest.split.valid} valid) -> {cfg.out}")
     return manifest
 
 
@@ -202,14 +203,14 @@ def info(paths: list[str], instruction: str | None = None) -> tuple[str, int]:
     for path in paths:
         if os.path.isdir(path):
             manifest, _ = load_manifest(path)
-            out.append(f"== {path} (ingested manifest, {len(manifest['files'])} file(s))")
-            out.append(_table([[str(t["id"]), t["instruction"], str(t["num_demos"]), str(t["num_steps"]),
-                                f"{t['num_train']}/{t['num_valid']}"] for t in manifest["tasks"]],
+            out.append(f"== {path} (ingested manifest, {len(manifest.files)} file(s))")
+            out.append(_table([[str(t.id), t.instruction, str(t.num_demos), str(t.num_steps),
+                                f"{t.num_train}/{t.num_valid}"] for t in manifest.tasks],
                               ["task", "instruction", "demos", "steps", "train/valid"]))
-            out.append(_table([[k, "x".join(map(str, v["shape"])), v["dtype"],
-                                "image" if v["image"] else "low-dim"] for k, v in manifest["obs"].items()],
+            out.append(_table([[k, "x".join(map(str, v.shape)), v.dtype,
+                                "image" if v.image else "low-dim"] for k, v in manifest.obs.items()],
                               ["obs key", "shape", "dtype", "kind"]))
-            out.append(f"action dim: {manifest['action_dim']}")
+            out.append(f"action dim: {manifest.action_dim}")
             continue
         fi = inspect_file(path, instruction)
         out.append(f"== {path}  ({_fmt_bytes(fi.size_bytes)}, layout {fi.layout}"

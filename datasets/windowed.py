@@ -6,7 +6,7 @@ One sample = one time step t of one demo::
     obs_pad      (obs_horizon,) bool   frames before the demo's start (edge-padded with frame 0)
     actions      (action_horizon, A) float32, a_t .. a_{t+H-1}
     action_pad   (action_horizon,) bool  steps past the demo's end (edge-padded with the last action)
-    task         () int64, index into manifest["tasks"]
+    task         () int64, index into manifest.tasks
     index        () int64, the global step index
     goal[key]    (H, W, 3) uint8 / (D,) float32, only with goal sampling: a frame from the demo's future
     goal_step    () int64, the goal's time step within the demo
@@ -38,6 +38,7 @@ import psutil
 import torch
 
 from mtil.datasets.errors import UserError
+from mtil.datasets.manifest_types import DemoEntry, Manifest
 
 
 @dataclass
@@ -50,9 +51,9 @@ class GoalSampling:
 
 
 class WindowedDataset(torch.utils.data.Dataset):
-    def __init__(self, manifest: dict, split: str | tuple[str, ...] | None = "train", obs_keys: list[str] | None = None,
-                 obs_horizon: int = 1, action_horizon: int = 1, image_mode: str = "auto",
-                 ram_budget: int | None = None, goal: GoalSampling | None = None):
+    def __init__(self, manifest: Manifest, split: str | tuple[str, ...] | None = "train",
+                 obs_keys: list[str] | None = None, obs_horizon: int = 1, action_horizon: int = 1,
+                 image_mode: str = "auto", ram_budget: int | None = None, goal: GoalSampling | None = None):
         """Samples of every step of the demos in ``split``.
 
         Args:
@@ -72,23 +73,23 @@ class WindowedDataset(torch.utils.data.Dataset):
         self.manifest = manifest
         self.obs_horizon, self.action_horizon = obs_horizon, action_horizon
         self.goal = goal
-        all_keys = list(manifest["obs"])
+        all_keys = list(manifest.obs)
         self.obs_keys = list(obs_keys) if obs_keys is not None else all_keys
-        unknown = [k for k in self.obs_keys if k not in manifest["obs"]]
+        unknown = [k for k in self.obs_keys if k not in manifest.obs]
         if unknown:
             raise UserError(f"obs key {unknown[0]!r} is not in the data (have: {', '.join(all_keys)})")
-        self.image_keys = [k for k in self.obs_keys if manifest["obs"][k]["image"]]
-        self.lowdim_keys = [k for k in self.obs_keys if not manifest["obs"][k]["image"]]
+        self.image_keys = [k for k in self.obs_keys if manifest.obs[k].image]
+        self.lowdim_keys = [k for k in self.obs_keys if not manifest.obs[k].image]
         splits = (split,) if isinstance(split, str) else split
-        self.demos = [d for d in manifest["demos"] if splits is None or d["split"] in splits]
+        self.demos = [d for d in manifest.demos if splits is None or d.split in splits]
         if not self.demos:
             raise UserError(f"no demos in split {split!r}")
-        self.demo_failed = np.array([d["split"] == "failed" for d in self.demos], dtype=bool)
-        lengths = np.array([d["length"] for d in self.demos], dtype=np.int64)
+        self.demo_failed = np.array([d.split == "failed" for d in self.demos], dtype=bool)
+        lengths = np.array([d.length for d in self.demos], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self.lengths = lengths
         self.num_samples = int(lengths.sum())
-        self.step_task = np.repeat(np.array([d["task"] for d in self.demos], dtype=np.int64), lengths)
+        self.step_task = np.repeat(np.array([d.task for d in self.demos], dtype=np.int64), lengths)
         if goal is not None:
             if goal.max_offset is not None and goal.max_offset < 1:
                 raise UserError(f"goal max offset must be >= 1, got {goal.max_offset}")
@@ -103,42 +104,41 @@ class WindowedDataset(torch.utils.data.Dataset):
         self._maps: dict[tuple[int, str], np.ndarray] = {}
 
     # ---------------------------------------------------------------- loading
-    def _stored(self, demo: dict, key: str) -> str:
-        stored = {v: k for k, v in self.manifest["files"][demo["file"]]["key_map"].items()}
-        return stored.get(key, key)
+    def _stored(self, demo: DemoEntry, key: str) -> str:
+        return self.manifest.files[demo.file].stored_key(key)
 
     def _by_file(self):
         groups: dict[int, list[int]] = {}
         for i, d in enumerate(self.demos):
-            groups.setdefault(d["file"], []).append(i)
+            groups.setdefault(d.file, []).append(i)
         return groups.items()
 
     def _load_lowdim(self) -> None:
         """Actions and low-dim obs are small: one float32 array each, all demos concatenated."""
-        A = self.manifest["action_dim"]
+        A = self.manifest.action_dim
         self.actions = np.empty((self.num_samples, A), np.float32)
-        self.lowdim = {k: np.empty((self.num_samples, *self.manifest["obs"][k]["shape"]), np.float32)
+        self.lowdim = {k: np.empty((self.num_samples, *self.manifest.obs[k].shape), np.float32)
                        for k in self.lowdim_keys}
         for fi, members in self._by_file():
-            with h5py.File(self.manifest["files"][fi]["path"], "r") as f:
+            with h5py.File(self.manifest.files[fi].path, "r") as f:
                 for i in members:
                     d, s = self.demos[i], slice(self.starts[i], self.starts[i] + self.lengths[i])
-                    g = f["data"][d["name"]]
+                    g = f["data"][d.name]
                     self.actions[s] = g["actions"][()]
                     for k in self.lowdim_keys:
                         self.lowdim[k][s] = g["obs"][self._stored(d, k)][()]
 
     def _plan_images(self, mode: str, ram_budget: int | None) -> tuple[str, int]:
-        nbytes = sum(self.num_samples * int(np.prod(self.manifest["obs"][k]["shape"])) for k in self.image_keys)
+        nbytes = sum(self.num_samples * int(np.prod(self.manifest.obs[k].shape)) for k in self.image_keys)
         if not self.image_keys:
             return "none", 0
         self.offsets: dict[tuple[int, str], int] = {}
         mappable = True
         for fi, members in self._by_file():
-            with h5py.File(self.manifest["files"][fi]["path"], "r") as f:
+            with h5py.File(self.manifest.files[fi].path, "r") as f:
                 for i in members:
                     for k in self.image_keys:
-                        ds = f["data"][self.demos[i]["name"]]["obs"][self._stored(self.demos[i], k)]
+                        ds = f["data"][self.demos[i].name]["obs"][self._stored(self.demos[i], k)]
                         off = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
                         if off is None:
                             mappable = False
@@ -151,15 +151,15 @@ class WindowedDataset(torch.utils.data.Dataset):
             raise UserError("image_mode 'mmap' needs uncompressed, unchunked image datasets; "
                             "these files are compressed or chunked (use 'ram' or 'h5py')")
         if mode == "ram":
-            self.ram = {k: np.empty((self.num_samples, *self.manifest["obs"][k]["shape"]), np.uint8)
+            self.ram = {k: np.empty((self.num_samples, *self.manifest.obs[k].shape), np.uint8)
                         for k in self.image_keys}
             for fi, members in self._by_file():
-                with h5py.File(self.manifest["files"][fi]["path"], "r") as f:
+                with h5py.File(self.manifest.files[fi].path, "r") as f:
                     for i in members:
                         d, s = self.demos[i], slice(self.starts[i], self.starts[i] + self.lengths[i])
                         for k in self.image_keys:
-                            f["data"][d["name"]]["obs"][self._stored(d, k)].read_direct(self.ram[k], dest_sel=s)
-                            if self.manifest["files"][fi]["flip_images"]:  # stored upside down: fix once
+                            f["data"][d.name]["obs"][self._stored(d, k)].read_direct(self.ram[k], dest_sel=s)
+                            if self.manifest.files[fi].flip_images:  # stored upside down: fix once
                                 self.ram[k][s] = self.ram[k][s][:, ::-1].copy()
         return mode, nbytes
 
@@ -169,7 +169,7 @@ class WindowedDataset(torch.utils.data.Dataset):
                "ram": "decoded into RAM once (shared copy-on-write by workers)",
                "h5py": "read through one lazily opened h5py handle per worker",
                "none": "no image keys"}[self.image_mode]
-        return (f"{len(self.demos)} demos, {self.num_samples} steps, {len(self.manifest['tasks'])} tasks; "
+        return (f"{len(self.demos)} demos, {self.num_samples} steps, {len(self.manifest.tasks)} tasks; "
                 f"images ({gb:.2f} GiB uint8) {how}")
 
     # ---------------------------------------------------------------- access
@@ -178,7 +178,7 @@ class WindowedDataset(torch.utils.data.Dataset):
 
     def task_indices(self) -> list[np.ndarray]:
         """Global sample indices of each task (index = task id); empty for tasks absent from this split."""
-        return [np.flatnonzero(self.step_task == t) for t in range(len(self.manifest["tasks"]))]
+        return [np.flatnonzero(self.step_task == t) for t in range(len(self.manifest.tasks))]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -197,24 +197,24 @@ class WindowedDataset(torch.utils.data.Dataset):
         if self.image_mode == "mmap":
             m = self._maps.get((i, key))
             if m is None:
-                shape = (int(self.lengths[i]), *self.manifest["obs"][key]["shape"])
-                m = np.memmap(self.manifest["files"][d["file"]]["path"], np.uint8, "r",
+                shape = (int(self.lengths[i]), *self.manifest.obs[key].shape)
+                m = np.memmap(self.manifest.files[d.file].path, np.uint8, "r",
                               offset=self.offsets[(i, key)], shape=shape)
                 self._maps[(i, key)] = m
             out = m[ts]
         else:
-            path = self.manifest["files"][d["file"]]["path"]
+            path = self.manifest.files[d.file].path
             f = self._handles.get(path)
             if f is None:
                 f = self._handles[path] = h5py.File(path, "r")
             lo, hi = int(ts.min()), int(ts.max()) + 1
-            out = f["data"][d["name"]]["obs"][self._stored(d, key)][lo:hi][ts - lo]
-        return out[:, ::-1] if self.manifest["files"][d["file"]]["flip_images"] else out
+            out = f["data"][d.name]["obs"][self._stored(d, key)][lo:hi][ts - lo]
+        return out[:, ::-1] if self.manifest.files[d.file].flip_images else out
 
     def _images(self, demo: np.ndarray, steps: np.ndarray, key: str) -> np.ndarray:
         """(B, W) demo-relative steps of demos (B,) -> (B, W, H, W', 3) uint8, gathered in one go."""
         B, W = steps.shape
-        out = np.empty((B, W, *self.manifest["obs"][key]["shape"]), np.uint8)
+        out = np.empty((B, W, *self.manifest.obs[key].shape), np.uint8)
         if self.image_mode == "ram":
             out[...] = self.ram[key][self.starts[demo][:, None] + steps]
             return out

@@ -235,23 +235,31 @@ class ResNet18Backbone(_ImageBackbone):
         return self.head(self.pool(h))
 
 
-def make_backbone(
-    kind: str, cond_dim: int = 0, out_dim: int = 256, weights_path: str | None = None
-) -> SmallCNN | ResNet18Backbone:
-    """Explicit factory: ``kind`` is "small_cnn" (CPU default) or "resnet18" (GPU).
+BACKBONES: dict[str, type[_ImageBackbone]] = {
+    "small_cnn": SmallCNN,
+    "resnet18": ResNet18Backbone,
+}
+"""Image backbones by name (``--backbone``). Adding one: an ``_ImageBackbone`` subclass taking ``cond_dim``,
+``out_dim`` (and optionally ``weights_path``), mapping (B, 3, H, W) uint8 and (B, cond_dim) to (B, out_dim),
+with FiLM after its blocks; and one line here."""
 
-    Returns a module mapping (B, 3, H, W) uint8, (B, cond_dim) -> (B, out_dim).
-    """
-    if kind == "small_cnn":
-        if weights_path is not None:
-            raise UserError("backbone small_cnn takes no weights_path (only resnet18 loads local weights)")
-        return SmallCNN(cond_dim=cond_dim, out_dim=out_dim)
-    if kind == "resnet18":
-        return ResNet18Backbone(cond_dim=cond_dim, out_dim=out_dim, weights_path=weights_path)
-    raise UserError(f"unknown backbone {kind!r}: choose 'small_cnn' or 'resnet18'")
+
+def make_backbone(kind: str, cond_dim: int = 0, out_dim: int = 256, weights_path: str | None = None) -> _ImageBackbone:
+    """The backbone ``kind`` names in ``BACKBONES`` (small_cnn: CPU default; resnet18: GPU). Returns a module
+    mapping (B, 3, H, W) uint8, (B, cond_dim) -> (B, out_dim)."""
+    if kind not in BACKBONES:
+        raise UserError(f"unknown backbone {kind!r}: choose one of {', '.join(BACKBONES)}")
+    if weights_path is None:
+        return BACKBONES[kind](cond_dim=cond_dim, out_dim=out_dim)
+    import inspect
+
+    if "weights_path" not in inspect.signature(BACKBONES[kind]).parameters:
+        raise UserError(f"backbone {kind} takes no weights_path (only backbones that load local weights do)")
+    return BACKBONES[kind](cond_dim=cond_dim, out_dim=out_dim, weights_path=weights_path)
 
 
 __all__ = [
+    "BACKBONES",
     "ResNet18Backbone",
     "SmallCNN",
     "SpatialSoftmax",

@@ -126,7 +126,7 @@ def check_data(cfg: DaggerConfig, ckpt) -> None:
         manifest, _ = manifest_from_inputs(cfg.data)
     except UserError as e:
         raise UserError(f"--data: {e}") from None
-    have = [t["instruction"] for t in manifest["tasks"]]
+    have = [t.instruction for t in manifest.tasks]
     if sorted(have) != sorted(ckpt.tasks):
         raise UserError(f"--data {' '.join(cfg.data)}: its tasks {have} are not the tasks {list(ckpt.tasks)} of "
                         f"{cfg.checkpoint}: give the demonstrations the starting policy was trained on")

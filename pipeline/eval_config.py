@@ -65,7 +65,7 @@ class EvalConfig:
     (the training demos: fitting vs generalization) instead of a fresh seeded layout"""
 
     def __post_init__(self) -> None:
-        from mtil.pipeline.policy import check_range
+        from mtil.datasets.errors import check_range
 
         for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("video_episodes", 0, None),
                              ("seed", 0, 2**63 - 1), ("max_steps", 1, None), ("video_size", 16, 1024)):

@@ -89,6 +89,8 @@ def _data_task_names(paths: list[str]) -> dict[str, str]:
     ``mtil_task``); anything unreadable is skipped (the checkpoint alone must suffice otherwise)."""
     import h5py
 
+    from mtil.datasets.manifest import read_manifest
+
     def text(v) -> str:
         v = v.reshape(-1)[0] if isinstance(v, np.ndarray) and v.size == 1 else v
         return (v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)).strip()
@@ -97,16 +99,15 @@ def _data_task_names(paths: list[str]) -> dict[str, str]:
     for path in paths:
         try:
             if os.path.isdir(path):
-                with open(os.path.join(path, "manifest.json")) as f:
-                    for t in json.load(f).get("tasks", []):
-                        if t.get("name"):
-                            found.setdefault(t["instruction"], t["name"])
+                for t in read_manifest(path).tasks:
+                    if t.name:
+                        found.setdefault(t.instruction, t.name)
                 continue
             with h5py.File(path, "r") as f:
                 for g in f["data"].values():
                     if "mtil_task" in g.attrs and "language_instruction" in g.attrs:
                         found.setdefault(text(g.attrs["language_instruction"]), text(g.attrs["mtil_task"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return found
 

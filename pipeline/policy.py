@@ -16,7 +16,6 @@ API (LeRobot/diffusion_policy style)::
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -25,38 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtil.datasets.errors import UserError
+from mtil.datasets.errors import UserError, check_range
 from mtil.encoders.backbones import make_backbone, random_shift
 from mtil.encoders.conditioning import ConditioningConfig, make_conditioner
 from mtil.encoders.video import cosine_alignment_loss
+from mtil.pipeline.heads import HEADS
 from mtil.pipeline.normalizer import Normalizer
-
-
-def check_range(name: str, value, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-                hi_open: bool = False, integer: bool = False, note: str = "") -> None:
-    """Raise ``UserError`` naming the option ``name`` and ``value`` unless ``value`` is a finite number (an
-    integer with ``integer``) in the range from ``lo`` to ``hi`` (open at an end with ``lo_open``/``hi_open``;
-    None: unbounded). NaN and inf are always rejected. ``note``: what the bounds mean, appended."""
-    if integer:
-        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    ok = ok and (integer or math.isfinite(value))
-    if ok and lo is not None:
-        ok = value > lo if lo_open else value >= lo
-    if ok and hi is not None:
-        ok = value < hi if hi_open else value <= hi
-    if ok:
-        return
-    what = "an integer" if integer else "a finite number"
-    lo_s, hi_s = (f"{b:g}" if isinstance(b, float) else str(b) for b in (lo, hi))
-    if lo is not None and hi is not None:
-        what += f" in {'(' if lo_open else '['}{lo_s}, {hi_s}{')' if hi_open else ']'}"
-    elif lo is not None:
-        what += f" {'>' if lo_open else '>='} {lo_s}"
-    elif hi is not None:
-        what += f" {'<' if hi_open else '<='} {hi_s}"
-    raise UserError(f"{name} must be {what}{note}, got {value!r}")
+from mtil.pipeline.trunks import TRUNKS
 
 
 def _opt(field_name: str) -> str:
@@ -80,30 +54,54 @@ class PolicyOptions:
     ensemble_decay: float = 0.1
     """temporal ensembling: weight exp(-decay * i) of the i-th oldest chunk still covering this step"""
     backbone: str = "small_cnn"
-    """small_cnn (CPU) | resnet18 (GPU)"""
+    """image backbone per camera, with FiLM (encoders/backbones.py BACKBONES): small_cnn (CPU) | resnet18 (GPU)"""
     feature_dim: int = 64
     """image features per camera and frame (the backbone's output size)"""
+    trunk: str = "mlp"
+    """what combines the observation tokens (pipeline/trunks): mlp (two layers over their concatenation) |
+    transformer (attention over camera, proprio and task tokens with a readout token; BAKU-style)"""
     hidden_dim: int = 256
-    """width of the two-layer MLP trunk"""
+    """width of the trunk (MLP layers, or the transformer's token size)"""
+    trunk_layers: int = 4
+    """transformer trunk: encoder layers"""
+    trunk_heads: int = 4
+    """transformer trunk: attention heads (must divide --hidden-dim)"""
+    trunk_dropout: float = 0.1
+    """transformer trunk: dropout in training"""
     head: str = "l1"
-    """l1 (regression of the action chunk) | gmm (Gaussian mixture over chunks)"""
+    """action head (pipeline/heads): l1 (regression of the action chunk) | gmm (Gaussian mixture over chunks) |
+    flow (flow matching, --flow-steps Euler steps at rollout)"""
     gmm_modes: int = 5
     """gmm head: mixture components"""
+    flow_steps: int = 10
+    """flow head: integration steps per chunk at rollout"""
+    gripper_bce: bool = False
+    """train the gripper (the last action dimension) as a binary open/close output by cross-entropy instead of
+    through the head; at rollout it is -1 or +1"""
     shift_pad: int = 4
     """random-shift augmentation in pixels (training only); 0 disables"""
     align_weight: float = 1.0
     """video conditioning: weight of the cosine loss aligning clip and language embeddings"""
 
     def __post_init__(self) -> None:
-        if self.head not in ("l1", "gmm"):
-            raise UserError(f"head must be 'l1' or 'gmm', got {self.head!r}")
+        from mtil.encoders.backbones import BACKBONES
+        from mtil.pipeline.heads import HEADS
+        from mtil.pipeline.trunks import TRUNKS
+
+        for name, table in (("head", HEADS), ("trunk", TRUNKS), ("backbone", BACKBONES)):
+            if getattr(self, name) not in table:
+                raise UserError(f"--{name} must be one of {', '.join(table)}, got {getattr(self, name)!r}")
         for name, lo in (("obs_horizon", 1), ("action_horizon", 1), ("feature_dim", 1), ("hidden_dim", 1),
-                         ("gmm_modes", 1), ("shift_pad", 0)):
+                         ("gmm_modes", 1), ("shift_pad", 0), ("trunk_layers", 1), ("trunk_heads", 1),
+                         ("flow_steps", 1)):
             check_range(_opt(name), getattr(self, name), lo, integer=True)
         check_range("--exec-steps", self.exec_steps, 1, self.action_horizon, integer=True,
                     note=f" (--action-horizon is {self.action_horizon})")
         check_range("--ensemble-decay", self.ensemble_decay, 0, note=" (0: equal weights)")
         check_range("--align-weight", self.align_weight, 0)
+        check_range("--trunk-dropout", self.trunk_dropout, 0, 1, hi_open=True)
+        if self.trunk == "transformer" and self.hidden_dim % self.trunk_heads:
+            raise UserError(f"--trunk-heads {self.trunk_heads} must divide --hidden-dim {self.hidden_dim}")
 
     def options(self) -> dict:
         """Just the PolicyOptions fields of this object (also of a subclass such as TrainConfig)."""
@@ -135,21 +133,22 @@ class PolicyConfig(PolicyOptions):
             raise UserError("the policy needs at least one camera (an *_image observation key)")
 
     @classmethod
-    def from_manifest(cls, manifest: dict, options: PolicyOptions, conditioning: ConditioningConfig,
+    def from_manifest(cls, manifest, options: PolicyOptions, conditioning: ConditioningConfig,
                       image_keys: list[str] | None = None, lowdim_keys: list[str] | None = None) -> PolicyConfig:
-        """The policy for a dataset: its cameras (default: every image key), proprioception (default:
-        ``default_lowdim_keys``), image size, action size and task vocabulary, with ``options``."""
-        obs = manifest["obs"]
-        image_keys = list(image_keys or [k for k, v in obs.items() if v["image"]])
+        """The policy for a dataset (``manifest``: a ``mtil.datasets.manifest.Manifest``): its cameras
+        (default: every image key), proprioception (default: ``default_lowdim_keys``), image size, action size
+        and task vocabulary, with ``options``."""
+        obs = manifest.obs
+        image_keys = list(image_keys or [k for k, v in obs.items() if v.image])
         lowdim_keys = list(lowdim_keys or default_lowdim_keys(obs))
         for k in image_keys + lowdim_keys:
             if k not in obs:
                 raise UserError(f"observation key {k!r} is not in the data (have: {', '.join(obs)})")
         return cls(image_keys=image_keys, lowdim_keys=lowdim_keys,
-                   lowdim_dims=[int(np.prod(obs[k]["shape"])) for k in lowdim_keys],
-                   image_size=list(obs[image_keys[0]]["shape"][:2]) if image_keys else [],
-                   action_dim=manifest["action_dim"], conditioning=conditioning.to_dict(),
-                   tasks=[t["instruction"] for t in manifest["tasks"]], **options.options())
+                   lowdim_dims=[int(np.prod(obs[k].shape)) for k in lowdim_keys],
+                   image_size=list(obs[image_keys[0]].shape[:2]) if image_keys else [],
+                   action_dim=manifest.action_dim, conditioning=conditioning.to_dict(),
+                   tasks=[t.instruction for t in manifest.tasks], **options.options())
 
     @classmethod
     def from_dict(cls, d: dict) -> PolicyConfig:
@@ -176,11 +175,13 @@ class MultiTaskPolicy(nn.Module):
                                         for k in cfg.image_keys})
         self.normalizer = Normalizer(stats, cfg.lowdim_keys, cfg.action_dim)
         To, A, H = cfg.obs_horizon, cfg.action_dim, cfg.action_horizon
-        in_dim = len(cfg.image_keys) * To * cfg.feature_dim + To * sum(cfg.lowdim_dims) + z_dim
-        self.trunk = nn.Sequential(nn.Linear(in_dim, cfg.hidden_dim), nn.GELU(),
-                                   nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.GELU())
-        out = H * A if cfg.head == "l1" else cfg.gmm_modes * (2 * H * A + 1)
-        self.head = nn.Linear(cfg.hidden_dim, out)
+        # tokens: each camera's features per frame, the low-dim observations per frame, the task vector
+        token_dims = [cfg.feature_dim] * (len(cfg.image_keys) * To)
+        token_dims += [sum(cfg.lowdim_dims)] * To if sum(cfg.lowdim_dims) else []
+        token_dims += [z_dim] if z_dim else []
+        self.trunk = TRUNKS[cfg.trunk](token_dims, cfg)
+        self.head = HEADS[cfg.head](self.trunk.out_dim, H, A - 1 if cfg.gripper_bce else A, cfg)
+        self.gripper = nn.Linear(self.trunk.out_dim, H) if cfg.gripper_bce else None  # open/close logits
         emb = task_lang_emb if task_lang_emb is not None else torch.zeros(len(cfg.tasks), 0)
         self.register_buffer("task_lang_emb", emb.float().clone())
         self._lang_encoder = None
@@ -214,8 +215,9 @@ class MultiTaskPolicy(nn.Module):
 
     # ------------------------------------------------------------------ network
     def _features(self, obs: dict[str, Tensor], z: Tensor, augment: bool) -> Tensor:
-        """obs images (B, To, H, W, 3) uint8 + low-dim (B, To, D) -> (B, hidden)."""
-        feats = []
+        """obs images (B, To, H, W, 3) uint8 + low-dim (B, To, D) -> tokens -> trunk -> (B, trunk.out_dim).
+        Token order (cameras by frame, low-dim by frame, z) is the concatenation the MLP trunk always read."""
+        tokens = []
         for k in self.cfg.image_keys:
             x = obs[k]
             B, To = x.shape[:2]
@@ -223,16 +225,19 @@ class MultiTaskPolicy(nn.Module):
             if augment and self.cfg.shift_pad > 0:
                 x = random_shift(x, self.cfg.shift_pad)
             f = self.backbones[k](x, z.repeat_interleave(To, dim=0))
-            feats.append(f.reshape(B, -1))
-        feats.append(self.normalizer.normalize_lowdim(obs).flatten(1))
-        feats.append(z)
-        return self.trunk(torch.cat(feats, dim=1))
+            tokens += list(f.reshape(B, To, -1).unbind(1))
+        if self.cfg.lowdim_keys:
+            tokens += list(self.normalizer.normalize_lowdim(obs).unbind(1))
+        if z.shape[1]:
+            tokens.append(z)
+        return self.trunk(tokens)
 
-    def _gmm(self, h: Tensor):
-        M, D = self.cfg.gmm_modes, self.cfg.action_horizon * self.cfg.action_dim
-        out = self.head(h)
-        logits, rest = out[:, :M], out[:, M:].reshape(-1, M, 2, D)
-        return logits, rest[:, :, 0], rest[:, :, 1].clamp(-5.0, 2.0)
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also loads checkpoints written before heads were parts (``head.weight`` -> ``head.out.weight``)."""
+        if "head.weight" in state_dict and "head.out.weight" not in state_dict:
+            state_dict = {("head.out." + k[5:] if k in ("head.weight", "head.bias") else k): v
+                          for k, v in state_dict.items()}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def forward(self, batch: dict) -> tuple[Tensor, dict]:
         """Same as ``compute_loss`` (so DistributedDataParallel can wrap the policy)."""
@@ -246,18 +251,15 @@ class MultiTaskPolicy(nn.Module):
         """
         z, video_emb = self.task_vector(batch)
         h = self._features(batch["obs"], z, augment=self.training)
-        target = self.normalizer.normalize_actions(batch["actions"].float())  # (B, H, A)
-        B = target.shape[0]
-        if self.cfg.head == "l1":
-            pred = self.head(h).view(B, self.cfg.action_horizon, self.cfg.action_dim)
-            valid = (~batch["action_pad"]).float().unsqueeze(-1)  # padded steps do not count
-            err = (pred - target).abs() * valid
-            per_sample = err.sum(dim=(1, 2)) / (valid.sum(dim=(1, 2)) * self.cfg.action_dim).clamp(min=1)
-        else:
-            logits, mu, log_std = self._gmm(h)
-            x = target.reshape(B, 1, -1)
-            log_prob = (-0.5 * ((x - mu) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-            per_sample = -torch.logsumexp(F.log_softmax(logits, -1) + log_prob, dim=-1) / x.shape[-1]
+        raw = batch["actions"].float()
+        target = self.normalizer.normalize_actions(raw)  # (B, H, A)
+        valid = ~batch["action_pad"]  # (B, H): padded steps do not count
+        if self.gripper is None:
+            per_sample = self.head.loss(h, target, valid)
+        else:  # gripper: closed (+) or open (-), a classification; the head regresses the arm
+            per_sample = self.head.loss(h, target[..., :-1], valid)
+            bce = F.binary_cross_entropy_with_logits(self.gripper(h), (raw[..., -1] > 0).float(), reduction="none")
+            per_sample = per_sample + (bce * valid).sum(1) / valid.sum(1).clamp(min=1)
         loss = per_sample.mean()
         metrics = {"bc_loss": loss.detach(), "per_sample": per_sample.detach()}
         if video_emb is not None and self.task_lang_emb.shape[1]:
@@ -270,13 +272,12 @@ class MultiTaskPolicy(nn.Module):
     def predict_chunk(self, obs: dict[str, Tensor], z: Tensor) -> Tensor:
         """obs windows (B, To, ...) and z (B, out_dim) -> (B, H, A) unnormalized actions."""
         h = self._features(obs, z, augment=False)
-        if self.cfg.head == "l1":
-            pred = self.head(h).view(-1, self.cfg.action_horizon, self.cfg.action_dim)
-        else:
-            logits, mu, _ = self._gmm(h)
-            best = logits.argmax(-1)
-            pred = mu[torch.arange(len(best)), best].view(-1, self.cfg.action_horizon, self.cfg.action_dim)
-        return self.normalizer.unnormalize_actions(pred)
+        pred = self.head.sample(h)
+        if self.gripper is None:
+            return self.normalizer.unnormalize_actions(pred)
+        pred = self.normalizer.unnormalize_actions(torch.cat([pred, torch.zeros_like(pred[..., :1])], -1))
+        pred[..., -1] = torch.where(self.gripper(h) > 0, 1.0, -1.0)
+        return pred
 
     # ------------------------------------------------------------------ rollout
     def reset(self) -> None:
@@ -285,6 +286,7 @@ class MultiTaskPolicy(nn.Module):
         self._queue: Tensor | None = None
         self._chunks: list[tuple[int, Tensor]] = []
         self._t = 0
+        self.head.reset(0)  # stochastic heads: the same noise stream in every episode
 
     def resolve_task(self, task, batch_size: int) -> Tensor:
         """An instruction (str or list of B), a task id (int), a language embedding (B, D) float, a goal
@@ -362,11 +364,11 @@ class MultiTaskPolicy(nn.Module):
 
 
 def default_lowdim_keys(obs: dict) -> list[str]:
-    """The low-dim keys a policy reads by default, from a manifest's ``obs`` ({key: {image, shape, ...}}): those
+    """The low-dim keys a policy reads by default, from a manifest's ``obs`` ({key: ``ObsEntry``}): those
     of ``PROPRIO_KEYS`` (what mtil's environments give at rollout) the data holds; where it holds none of
     them, every low-dim key naming eef, gripper or joint. Issue 14: taking every proprio-looking key
     (robot0_eef_quat_site, robot0_joint_acc, ...) made policies no environment could feed."""
     from mtil.datasets.schema import PROPRIO_KEYS
 
-    keys = [k for k in PROPRIO_KEYS if k in obs and not obs[k]["image"]]
-    return keys or [k for k, v in obs.items() if not v["image"] and any(s in k for s in ("eef", "gripper", "joint"))]
+    keys = [k for k in PROPRIO_KEYS if k in obs and not obs[k].image]
+    return keys or [k for k, v in obs.items() if not v.image and any(s in k for s in ("eef", "gripper", "joint"))]

@@ -27,6 +27,7 @@ import torch
 
 from mtil.datasets.atomic import check_writable_dir, remove_stale_temps, write_json_atomic
 from mtil.datasets.errors import UserError
+from mtil.datasets.manifest import Manifest
 from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
 from mtil.pipeline.checkpoint import (
@@ -91,9 +92,9 @@ def resume_checkpoint(cfg: TrainConfig, last: str) -> Checkpoint | None:
     return resume_from(os.path.dirname(last), cfg.resume, dataclasses.asdict(cfg), defaults, RESUME_FREE)
 
 
-def build_policy_config(cfg: TrainConfig, manifest: dict) -> tuple[PolicyConfig, torch.Tensor | None]:
+def build_policy_config(cfg: TrainConfig, manifest: Manifest) -> tuple[PolicyConfig, torch.Tensor | None]:
     """The policy's config for this data, and the tasks' language embeddings (K, D) if it uses language."""
-    instructions = [t["instruction"] for t in manifest["tasks"]]
+    instructions = [t.instruction for t in manifest.tasks]
     lang_emb = None
     if cfg.kind.uses_language:
         from mtil.encoders.language import LanguageEncoder
@@ -154,7 +155,7 @@ def make_checkpoint(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, dat
         scheduler={"kind": "warmup_cosine", "lr": lr_at(min(state.step, cfg.steps - 1), cfg)},
         sampler={**data.sampler.state_dict(), "epoch": state.epoch, "batch": state.batch_in_epoch},
         rng={"torch": torch.get_rng_state()}, stats=data.stats, tasks=pcfg.tasks,
-        env_args=data.manifest["files"][0]["env_args"], world_size=dist.world, best_success=state.best,
+        env_args=data.manifest.files[0].env_args, world_size=dist.world, best_success=state.best,
         task_env_args=task_env_args(data.manifest))
 
 
@@ -223,7 +224,7 @@ def train(cfg: TrainConfig) -> str:
     manifest, stats, splits = load_demos(cfg)
     pcfg, lang_emb = build_policy_config(cfg, manifest)
     if not cfg.skip_env_check and resume is None:
-        check_rollout_envs(manifest["files"], pcfg)
+        check_rollout_envs(manifest.files, pcfg)
     data = build_data(cfg, manifest, stats, splits, pcfg, dist.rank, dist.world, dist.device)
     state = build_state(cfg, pcfg, data, lang_emb, dist, resume)
     net = torch.nn.parallel.DistributedDataParallel(state.model) if dist.world > 1 else state.model
@@ -329,15 +330,15 @@ def periodic(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, data: Trai
 
 
 def write_summary(out: str, steps_run: int, t_total: float, wait_total: float, state: TrainState,
-                  pcfg: PolicyConfig, manifest: dict, data: TrainData, dist: Dist) -> None:
+                  pcfg: PolicyConfig, manifest: Manifest, data: TrainData, dist: Dist) -> None:
     """train_summary.json and the closing line: steps, time, speed, data wait."""
     seconds = max(t_total, 1e-9)
     write_json_atomic(os.path.join(out, "train_summary.json"), {
         "steps": state.step, "steps_this_run": steps_run, "seconds": round(t_total, 1),
         "steps_per_s": round(steps_run / seconds, 3), "data_wait_fraction": round(wait_total / seconds, 4),
         "device": str(dist.device), "torch_threads": torch.get_num_threads(), "world_size": dist.world,
-        "tasks": pcfg.tasks, "train_demos": [t["num_train"] for t in manifest["tasks"]],
-        "failed_demos_used": int(sum(d["split"] == "failed" for d in data.ds.demos))})
+        "tasks": pcfg.tasks, "train_demos": [t.num_train for t in manifest.tasks],
+        "failed_demos_used": int(sum(d.split == "failed" for d in data.ds.demos))})
     print(f"trained {steps_run} steps in {t_total:.0f} s ({steps_run / seconds:.2f} steps/s, data wait "
           f"{wait_total / seconds:.1%}); checkpoint: {os.path.join(out, 'last.pt')}", file=sys.stderr)
 

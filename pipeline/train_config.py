@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mtil.datasets.errors import UserError
+from mtil.datasets.errors import UserError, check_range
 from mtil.encoders.conditioning import ConditioningKind, conditioning_kind
-from mtil.pipeline.policy import PolicyOptions, check_range
+from mtil.pipeline.policy import PolicyOptions
 
 
 @dataclass

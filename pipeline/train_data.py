@@ -12,7 +12,7 @@ import torch
 
 from mtil.datasets.device_windows import DeviceWindows, device_bytes
 from mtil.datasets.errors import UserError
-from mtil.datasets.manifest import manifest_from_inputs
+from mtil.datasets.manifest import Manifest, manifest_from_inputs
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
 from mtil.encoders.video import clip_indices, pick_other_demo
@@ -26,7 +26,7 @@ UNLABELED = "(no instruction)"  # task of demos without language under goal_imag
 class TrainData:
     """What the loop draws from: the selected demos, their statistics, the datasets and the sampler."""
 
-    manifest: dict
+    manifest: Manifest
     stats: dict
     ds: WindowedDataset
     sampler: StratifiedTaskBatchSampler
@@ -38,7 +38,7 @@ class TrainData:
     """the windows held on the training device (``--device-data``): batches are built there"""
 
 
-def select_training_data(cfg: TrainConfig, manifest: dict, stats: dict) -> tuple[dict, dict, tuple[str, ...]]:
+def select_training_data(cfg: TrainConfig, manifest: Manifest, stats: dict) -> tuple[Manifest, dict, tuple[str, ...]]:
     """Apply --tasks / --demos-per-task / --failed-demos; returns (manifest, stats, splits to train on)."""
     from mtil.datasets.manifest import compute_stats, select_demos
 
@@ -46,43 +46,43 @@ def select_training_data(cfg: TrainConfig, manifest: dict, stats: dict) -> tuple
     if cfg.tasks or default_cap is not None or caps:
         manifest = select_demos(manifest, list(cfg.tasks) or None, caps, default_cap)
         stats = compute_stats(manifest)  # statistics of the demos actually trained on
-    n_failed = sum(d["split"] == "failed" for d in manifest["demos"])
+    n_failed = manifest.count("failed")
     use_failed = n_failed > 0 and (cfg.failed_demos == "use" or (cfg.failed_demos == "auto"
                                                                   and cfg.kind.uses_goal_image))
     if n_failed:
         how = "used as hindsight-goal data" if use_failed else "skipped (--failed-demos)"
         print(f"data: {n_failed} unsuccessful episodes (mask/failed): {how}", file=sys.stderr)
     splits = ("train", "failed") if use_failed else ("train",)
-    for d in manifest["demos"]:
-        if d["split"] in splits and d["length"] < cfg.action_horizon:
-            f = manifest["files"][d["file"]]["path"]
-            raise UserError(f"{f}: data/{d['name']} has {d['length']} steps, fewer than the action horizon "
+    for d in manifest.demos:
+        if d.split in splits and d.length < cfg.action_horizon:
+            f = manifest.files[d.file].path
+            raise UserError(f"{f}: data/{d.name} has {d.length} steps, fewer than the action horizon "
                             f"({cfg.action_horizon}): lower --action-horizon or drop the demo")
     return manifest, stats, splits
 
 
-def load_demos(cfg: TrainConfig) -> tuple[dict, dict, tuple[str, ...]]:
+def load_demos(cfg: TrainConfig) -> tuple[Manifest, dict, tuple[str, ...]]:
     """The demos to train on: (manifest, statistics, splits)."""
     # goal_image needs no language: demos without any get one shared placeholder task
     manifest, stats = manifest_from_inputs(cfg.data, None if cfg.kind.needs_instructions else [UNLABELED])
     manifest, stats, splits = select_training_data(cfg, manifest, stats)
-    K = len(manifest["tasks"])
+    K = len(manifest.tasks)
     if cfg.sampler == "stratified" and cfg.batch_size < K:
         raise UserError(f"--batch-size {cfg.batch_size} is smaller than the number of tasks ({K}): a stratified "
                         f"batch needs at least one sample per task")
     return manifest, stats, splits
 
 
-def task_env_args(manifest: dict) -> dict | None:
+def task_env_args(manifest: Manifest) -> dict | None:
     """{instruction: env_args of the file holding the task's first demo} when the files describe different
     environments (each task is then evaluated in its own); None when they all share one."""
-    files = manifest["files"]
-    if all(f.get("env_args") == files[0].get("env_args") for f in files):
+    files = manifest.files
+    if all(f.env_args == files[0].env_args for f in files):
         return None
     first = {}
-    for d in manifest["demos"]:
-        first.setdefault(d["task"], d["file"])
-    return {t["instruction"]: files[first[t["id"]]].get("env_args") for t in manifest["tasks"] if t["id"] in first}
+    for d in manifest.demos:
+        first.setdefault(d.task, d.file)
+    return {t.instruction: files[first[t.id]].env_args for t in manifest.tasks if t.id in first}
 
 
 def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -> DeviceWindows | None:
@@ -107,7 +107,7 @@ def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -
     return None
 
 
-def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str, ...], pcfg: PolicyConfig,
+def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[str, ...], pcfg: PolicyConfig,
                rank: int = 0, world: int = 1, device: torch.device | None = None) -> TrainData:
     """Windowed datasets of the policy's observation keys and the stratified sampler of ``rank`` (of
     ``world`` DDP processes); the validation set only on rank 0; the windows on ``device`` per
@@ -121,7 +121,7 @@ def build_data(cfg: TrainConfig, manifest: dict, stats: dict, splits: tuple[str,
     on_device = place_windows(cfg, ds, device or torch.device("cpu"))
     workers = 0 if on_device else cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
     valid_ds = None  # video clips are drawn from training demos: no validation loss under video conditioning
-    if rank == 0 and not cfg.kind.uses_video and any(d["split"] == "valid" for d in manifest["demos"]):
+    if rank == 0 and not cfg.kind.uses_video and manifest.count("valid"):
         valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon, goal=ds.goal)
     return TrainData(manifest, stats, ds, sampler, valid_ds, workers, on_device)
 
@@ -153,7 +153,7 @@ def add_clips(batch: dict, ds: WindowedDataset, rng: np.random.Generator, frames
     tasks = batch["task"].numpy()
     clips = {}
     for task in np.unique(tasks):
-        members = [i for i, d in enumerate(ds.demos) if d["task"] == task]
+        members = [i for i, d in enumerate(ds.demos) if d.task == task]
         used = set(demo_of[tasks == task].tolist())
         d = pick_other_demo(members, used, rng, allow_same=True)  # same demo only if all are in the batch
         ts = clip_indices(int(ds.lengths[d]), frames, rng)

@@ -48,11 +48,11 @@ class PerSampleH5(torch.utils.data.Dataset):
 
     def __getitem__(self, idx):
         if self.f is None:
-            self.f = h5py.File(self.ds.manifest["files"][0]["path"], "r")
+            self.f = h5py.File(self.ds.manifest.files[0].path, "r")
         ds = self.ds
         i = int(np.searchsorted(ds.starts, idx, side="right") - 1)
         t, T, s = idx - int(ds.starts[i]), int(ds.lengths[i]), int(ds.starts[i])
-        g = self.f["data"][ds.demos[i]["name"]]
+        g = self.f["data"][ds.demos[i].name]
         lo = max(0, t - ds.obs_horizon + 1)
         obs = {}
         for k in ds.image_keys:

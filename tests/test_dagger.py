@@ -39,7 +39,7 @@ def test_round_file_is_expert_labelled_and_ingestible(dagger_run):
     d, _ = dagger_run
     path = str(d / "dagger" / "round_1" / "rollouts.hdf5")
     manifest, _ = manifest_from_inputs([path])  # mtil ingest's validation
-    assert manifest["split"]["train"] == 2  # every rollout trains, failed or not
+    assert manifest.split.train == 2  # every rollout trains, failed or not
     with h5py.File(path) as f:
         a = f["data"].attrs
         assert a["mtil_source"] == "dagger" and a["dagger_round"] == 1

@@ -44,7 +44,7 @@ def test_keep_failures_marks_them(noisy, capsys):
         assert not set(failed) & set(train) and len(train) == 2
         assert len(f["data"]) == len(failed) + 2
     m, _ = build_manifest([noisy])
-    assert sorted(d["name"] for d in m["demos"] if d["split"] == "failed") == sorted(failed)
+    assert sorted(d.name for d in m.demos if d.split == "failed") == sorted(failed)
     capsys.readouterr()
     assert main(["info", noisy]) == 0  # a valid file for every reader
 
@@ -82,7 +82,7 @@ def test_mixed_policy_takes_instruction_or_goal_and_failed_samples_use_goals(tmp
     cfg = PolicyConfig(image_keys=["agentview_image"], lowdim_keys=["robot0_eef_pos"], lowdim_dims=[3],
                        image_size=[16, 16], action_dim=7, action_horizon=4,
                        conditioning={"kind": "mixed", "out_dim": 8, "goal_prob": 0.0},
-                       tasks=[t["instruction"] for t in m["tasks"]])
+                       tasks=[t.instruction for t in m.tasks])
     policy = MultiTaskPolicy(cfg, stats, torch.randn(2, 384)).train()
     z, _ = policy.task_vector(batch)
     z_lang = policy.cond.project(policy.task_lang_emb[batch["task"]])
@@ -93,7 +93,7 @@ def test_mixed_policy_takes_instruction_or_goal_and_failed_samples_use_goals(tmp
     assert torch.equal(z_all_goal, z_goal)
     obs = {"agentview_image": np.zeros((16, 16, 3), np.uint8), "robot0_eef_pos": np.zeros(3, np.float32)}
     policy.eval()
-    a = policy.predict_action(obs, m["tasks"][0]["instruction"])
+    a = policy.predict_action(obs, m.tasks[0].instruction)
     policy.reset()
     b = policy.predict_action(obs, np.full((16, 16, 3), 128, np.uint8))
     assert a.shape == b.shape == (7,) and not np.allclose(a, b)
@@ -138,10 +138,10 @@ def test_select_demos_caps_and_renumbers(tmp_path):
                            steps=10, image_size=16)
     m, _ = build_manifest([path], valid_fraction=0.25)
     s = select_demos(m, ["e f", "a b"], {"a b": 1}, default_cap=2)
-    assert [t["instruction"] for t in s["tasks"]] == ["e f", "a b"]
-    assert [t["num_train"] for t in s["tasks"]] == [2, 1] and [t["num_valid"] for t in s["tasks"]] == [1, 1]
-    firsts = [d["name"] for d in m["demos"] if d["task"] == 0 and d["split"] == "train"][:1]
-    assert [d["name"] for d in s["demos"] if d["task"] == 1 and d["split"] == "train"] == firsts
+    assert [t.instruction for t in s.tasks] == ["e f", "a b"]
+    assert [t.num_train for t in s.tasks] == [2, 1] and [t.num_valid for t in s.tasks] == [1, 1]
+    firsts = [d.name for d in m.demos if d.task == 0 and d.split == "train"][:1]
+    assert [d.name for d in s.demos if d.task == 1 and d.split == "train"] == firsts
     with pytest.raises(Exception, match="not in the data"):
         select_demos(m, ["x y"])
 

@@ -69,10 +69,10 @@ def test_files_may_differ_in_keys_the_policy_does_not_read(tmp_path):
             f[f"data/{d}/obs/object"] = np.zeros((T, 14))  # same key, another shape
             f[f"data/{d}/obs/robot0_joint_acc"] = np.zeros((T, 7))  # a key only this file has
     manifest, stats = build_manifest([a, b])
-    assert "object" not in manifest["obs"] and "robot0_joint_acc" not in manifest["obs"]
-    assert set(manifest["obs"]) == {"agentview_image", "robot0_eye_in_hand_image", "robot0_eef_pos",
+    assert "object" not in manifest.obs and "robot0_joint_acc" not in manifest.obs
+    assert set(manifest.obs) == {"agentview_image", "robot0_eye_in_hand_image", "robot0_eef_pos",
                                     "robot0_gripper_qpos"}
-    assert manifest["files"][1]["obs"]["object"]["shape"] == [14]
+    assert manifest.files[1].obs["object"].shape == [14]
     assert "obs/object" not in stats
 
 

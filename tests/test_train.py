@@ -191,7 +191,7 @@ def test_policy_save_load_roundtrip(tmp_path, data):
     cfg = PolicyConfig(image_keys=["agentview_image", "robot0_eye_in_hand_image"], lowdim_keys=["robot0_eef_pos"],
                        lowdim_dims=[3], image_size=[16, 16], action_dim=7, head="gmm",
                        conditioning=ConditioningConfig("onehot", out_dim=16, num_tasks=3).to_dict(),
-                       tasks=[t["instruction"] for t in manifest["tasks"]])
+                       tasks=[t.instruction for t in manifest.tasks])
     torch.manual_seed(1)
     a = MultiTaskPolicy(cfg, stats).eval()
     torch.save(a.state_dict(), tmp_path / "w.pt")
@@ -329,4 +329,4 @@ def test_periodic_rollouts_keep_best(tmp_path, data, monkeypatch):
     last = torch.load(out / "last.pt", weights_only=True)
     assert best["step"] == 1 and best["best_success"] == 0.5
     assert last["step"] == 2 and last["best_success"] == 0.5
-    assert not any(torch.equal(best["ema"][k], last["ema"][k]) for k in ("head.weight", "trunk.0.weight"))
+    assert not any(torch.equal(best["ema"][k], last["ema"][k]) for k in ("head.out.weight", "trunk.0.weight"))

@@ -37,10 +37,10 @@ def robomimic_like(path: str, env_args: dict | None = None) -> str:
 def test_default_lowdim_keys_are_the_ones_envs_give(tmp_path):
     """Defect 1: the default took every proprio-looking key (robot0_eef_quat_site, robot0_joint_acc, ...)."""
     manifest, _ = build_manifest([robomimic_like(str(tmp_path / "lift.hdf5"))])
-    assert default_lowdim_keys(manifest["obs"]) == ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"]
+    assert default_lowdim_keys(manifest.obs) == ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"]
     libero = write_synthetic(str(tmp_path / "libero.hdf5"), tasks=["open"], layout="libero")
-    obs = build_manifest([libero])[0]["obs"]  # none of them: every low-dim key naming eef, gripper or joint
-    assert default_lowdim_keys(obs) == [k for k in obs if not obs[k]["image"] and any(
+    obs = build_manifest([libero])[0].obs  # none of them: every low-dim key naming eef, gripper or joint
+    assert default_lowdim_keys(obs) == [k for k in obs if not obs[k].image and any(
         s in k for s in ("eef", "gripper", "joint"))] != []
 
 

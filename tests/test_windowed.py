@@ -18,15 +18,15 @@ from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
 
 
 def raw_demo(manifest, demo):
-    with h5py.File(manifest["files"][demo["file"]]["path"]) as f:
-        g = f["data"][demo["name"]]
+    with h5py.File(manifest.files[demo.file].path) as f:
+        g = f["data"][demo.name]
         return g["actions"][()], g["obs/agentview_image"][()], g["obs/robot0_eef_pos"][()]
 
 
 def test_windows_and_padding_match_raw(two_task_file):
     m, _ = build_manifest([two_task_file], valid_fraction=0.0)
     ds = WindowedDataset(m, obs_horizon=3, action_horizon=5)
-    assert len(ds) == sum(d["length"] for d in m["demos"])
+    assert len(ds) == sum(d.length for d in m.demos)
     for i, demo in enumerate(ds.demos):
         acts, imgs, eef = raw_demo(m, demo)
         T = len(acts)
@@ -40,7 +40,7 @@ def test_windows_and_padding_match_raw(two_task_file):
             np.testing.assert_allclose(s["actions"].numpy(), acts[at].astype(np.float32))
             assert s["obs_pad"].tolist() == [t - 2 + j < 0 for j in range(3)]
             assert s["action_pad"].tolist() == [t + j > T - 1 for j in range(5)]
-            assert int(s["task"]) == demo["task"]
+            assert int(s["task"]) == demo.task
 
 
 def test_all_image_modes_identical(tmp_path):

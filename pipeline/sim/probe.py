@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from mtil.datasets.errors import UserError
+from mtil.datasets.manifest_types import FileEntry
 from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
 _CACHE: dict[str, dict] = {}
@@ -130,19 +131,19 @@ def check_env_for_policy(env_args: dict, task: str | None, pcfg, where: str,
                       where=f"{where} ({env_args.get('env_name')})", fix=fix)
 
 
-def check_rollout_envs(files: list[dict], pcfg) -> None:
-    """Before training: the environment of each data file's ``env_args`` (``files``: the manifest's entries,
-    ``path`` and ``env_args``; only those that describe a robosuite env robosuite knows; built in a worker
+def check_rollout_envs(files: list[FileEntry], pcfg) -> None:
+    """Before training: the environment of each data file's ``env_args`` (``files``: the manifest's
+    ``FileEntry`` list; only those that describe a robosuite env robosuite knows; built in a worker
     process, so training never imports the simulator) produces every key the policy config ``pcfg`` reads,
     with the same sizes; else ``UserError`` naming the file and the key."""
     seen: set[str] = set()
     for f in files:
-        args = f.get("env_args")
+        args = f.env_args
         key = repr(args)
         if key in seen or not describes_robosuite_env(args):
             continue
         seen.add(key)
         task = next(iter(args.get("mtil_tasks") or {}), None) if args["env_name"] == SUITE_ENV_NAME else None
-        check_env_for_policy(args, task, pcfg, f"{f['path']}: env_args",
+        check_env_for_policy(args, task, pcfg, f"{f.path}: env_args",
                              fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)",
                              unknown_ok=True)
