@@ -118,12 +118,27 @@ def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[
                          goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
     sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
+    if cfg.kind.uses_video and rank == 0:
+        note_own_clips(ds)
     on_device = place_windows(cfg, ds, device or torch.device("cpu"))
     workers = 0 if on_device else cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
     valid_ds = None  # video clips are drawn from training demos: no validation loss under video conditioning
     if rank == 0 and not cfg.kind.uses_video and manifest.count("valid"):
         valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon, goal=ds.goal)
     return TrainData(manifest, stats, ds, sampler, valid_ds, workers, on_device)
+
+
+def note_own_clips(ds: WindowedDataset) -> None:
+    """Video conditioning shows each sample a clip of *another* demo of its task; a task with one training
+    demo can only show that demo itself (the policy then sees the very episode it imitates): say so."""
+    tasks = ds.manifest.tasks
+    counts = np.bincount([d.task for d in ds.demos], minlength=len(tasks))
+    alone = [tasks[t].instruction for t in np.flatnonzero(counts == 1)]
+    if alone:
+        print(f"note: {len(alone)} task(s) have one training demo ({', '.join(map(repr, alone[:3]))}"
+              f"{', ...' if len(alone) > 3 else ''}): their video clips come from that same demo, so training "
+              "never shows them another episode of the task; collect more demos per task for video "
+              "conditioning", file=sys.stderr)
 
 
 def batch_stream(data: TrainData) -> Iterator[dict]:

@@ -58,6 +58,8 @@ BAD_TRAIN = [
     ("align_weight", "nan"), ("align_weight", "-1"), ("align_weight", "inf"),
     ("obs_horizon", "0"), ("action_horizon", "0"), ("exec_steps", "0"), ("exec_steps", "9"),
     ("feature_dim", "0"), ("hidden_dim", "-3"), ("gmm_modes", "0"), ("shift_pad", "-1"),
+    ("trunk_layers", "0"), ("trunk_heads", "0"), ("trunk_dropout", "1"), ("trunk_dropout", "nan"),
+    ("flow_steps", "0"),
 ]
 
 

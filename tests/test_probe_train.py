@@ -74,3 +74,30 @@ def test_infinite_learning_rate_diverges_with_a_message(tmp_path, data, capsys):
     with pytest.raises(train_mod.Diverged, match=r"not finite (at|after) step 1\b"):
         train_mod.train(cfg)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_video_run_with_one_demo_per_task_says_its_clips_are_that_demo(tmp_path, capsys):
+    """Probe, smaller: a one-demo-per-task video run silently used that demo as its own clip."""
+    one = write_synthetic(str(tmp_path / "one.hdf5"), demos_per_task=[1, 2], steps=8, image_size=16)
+    assert main(["train", "--data", one, "--out", str(tmp_path / "run"), "--steps", "1", "--conditioning", "video",
+                 *TRAIN[:2], *TRAIN[6:]]) == 0
+    err = capsys.readouterr().err
+    assert "1 task(s) have one training demo" in err and "same demo" in err
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--beta", "0.5"], "need --policy"),
+    (["--dagger-round", "2"], "need --policy"),
+    (["--max-failures", "-1"], "--max-failures must be >= 0"),
+    (["--seed", "-1"], "--seed must be in [0, 2^31)"),
+    (["--beta", "nan", "--policy", "x.pt"], "--beta must be in [0, 1]"),
+])
+def test_collect_options_are_checked(tmp_path, capsys, args, expect):
+    """Probe 6: collect accepted --beta/--dagger-round without --policy, --max-failures -1 and --seed -1."""
+    if "--policy" in args:
+        (tmp_path / "x.pt").write_bytes(b"")
+        args = [a if a != "x.pt" else str(tmp_path / "x.pt") for a in args]
+    out = tmp_path / "d.hdf5"
+    assert main(["collect", "--tasks", "lift_red", "--demos-per-task", "1", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err and not out.exists(), err

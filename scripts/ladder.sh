@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 23's ladder on the 9-task suite, CPU recipe of docs/results.md section 11 (45 DART 0.2 demos per task
+# at 64 px, 6000 steps, 20 episodes per task at 250 steps), one rung per policy variant, same data and seeds.
+#   bash scripts/ladder.sh WORKDIR SEED RUNG...    rungs: base | gripper | transformer | flow | trans_grip
+# Each rung: WORKDIR/seed_S/RUNG/{run,eval}; a finished step is skipped (rerun continues). Logs beside them.
+set -euo pipefail
+W="$1"; S="$2"; shift 2
+MTIL="${MTIL:-mtil}"
+mkdir -p "$W/seed_$S"
+DEMOS="$W/seed_$S/demos.hdf5"
+[ -f "$DEMOS" ] || "$MTIL" collect --tasks all --demos-per-task 45 --seed "$S" --image-size 64 --noise 0.2 \
+  --workers 2 --out "$DEMOS" --no-progress > "$W/seed_$S/collect.log" 2>&1
+for RUNG in "$@"; do
+  case "$RUNG" in
+    base) OPTS=() ;;
+    gripper) OPTS=(--gripper-bce) ;;
+    transformer) OPTS=(--trunk transformer) ;;
+    flow) OPTS=(--head flow) ;;
+    trans_grip) OPTS=(--trunk transformer --gripper-bce) ;;
+    *) echo "unknown rung $RUNG" >&2; exit 2 ;;
+  esac
+  D="$W/seed_$S/$RUNG"
+  mkdir -p "$D"
+  if [ ! -f "$D/run/train_summary.json" ]; then
+    RESUME=(); [ -f "$D/run/last.pt" ] && RESUME=(--resume)
+    "$MTIL" train --data "$DEMOS" --out "$D/run" --steps 6000 --seed "$S" --save-every 2000 "${OPTS[@]}" \
+      "${RESUME[@]}" > "$D/train.log" 2>&1
+  fi
+  [ -f "$D/eval/eval.json" ] || "$MTIL" eval "$D/run/last.pt" --out "$D/eval" --episodes-per-task 20 \
+    --max-steps 250 --workers 2 > "$D/eval.log" 2>&1
+done
