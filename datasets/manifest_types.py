@@ -253,6 +253,16 @@ class Manifest(_Entry):
         """Demos in ``split``."""
         return sum(d.split == split for d in self.demos)
 
+    def task_env_args(self) -> dict | None:
+        """{instruction: env_args of the file holding the task's first demo} when the files describe different
+        environments (each task is then evaluated in its own); None when they all share one."""
+        if all(f.env_args == self.files[0].env_args for f in self.files):
+            return None
+        first: dict[int, int] = {}
+        for d in self.demos:
+            first.setdefault(d.task, d.file)
+        return {t.instruction: self.files[first[t.id]].env_args for t in self.tasks if t.id in first}
+
     @classmethod
     def from_dict(cls, d, source: str, where: str = "manifest") -> Manifest:
         """A loaded manifest.json -> ``Manifest``; ``UserError`` naming ``source`` (the file) when it is not a

@@ -49,7 +49,6 @@ from mtil.pipeline.train_data import (
     batch_stream,
     build_data,
     load_demos,
-    task_env_args,
 )
 
 __all__ = ["TrainConfig", "add_clips", "train", "train_step", "validation_loss"]
@@ -156,7 +155,7 @@ def make_checkpoint(cfg: TrainConfig, pcfg: PolicyConfig, state: TrainState, dat
         sampler={**data.sampler.state_dict(), "epoch": state.epoch, "batch": state.batch_in_epoch},
         rng={"torch": torch.get_rng_state()}, stats=data.stats, tasks=pcfg.tasks,
         env_args=data.manifest.files[0].env_args, world_size=dist.world, best_success=state.best,
-        task_env_args=task_env_args(data.manifest))
+        task_env_args=data.manifest.task_env_args())
 
 
 def autocast(cfg: TrainConfig, device: torch.device):

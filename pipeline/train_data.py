@@ -73,18 +73,6 @@ def load_demos(cfg: TrainConfig) -> tuple[Manifest, dict, tuple[str, ...]]:
     return manifest, stats, splits
 
 
-def task_env_args(manifest: Manifest) -> dict | None:
-    """{instruction: env_args of the file holding the task's first demo} when the files describe different
-    environments (each task is then evaluated in its own); None when they all share one."""
-    files = manifest.files
-    if all(f.env_args == files[0].env_args for f in files):
-        return None
-    first = {}
-    for d in manifest.demos:
-        first.setdefault(d.task, d.file)
-    return {t.instruction: files[first[t.id]].env_args for t in manifest.tasks if t.id in first}
-
-
 def place_windows(cfg: TrainConfig, ds: WindowedDataset, device: torch.device) -> DeviceWindows | None:
     """``--device-data``: the windows copied to ``device`` (a GPU), or None for the CPU batch path. auto: on a
     GPU when they take under half of its free memory and the conditioning is language or one-hot (goal
