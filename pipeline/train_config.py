@@ -37,7 +37,10 @@ class TrainConfig(PolicyOptions):
     """unsuccessful episodes (mask/failed, `mtil collect --keep-failures`): auto (used with goal_image and
     mixed conditioning, as hindsight-goal data only; skipped otherwise) | use | skip"""
     sampler: str = "stratified"
-    """stratified (equal share of every batch per task) | size (proportional to task size)"""
+    """stratified (equal share of every batch per task) | size (proportional to task size) | power (share
+    proportional to task size ^ --sampler-alpha: between the two)"""
+    sampler_alpha: float = 0.5
+    """power sampler: exponent alpha of p(task) ~ n_task^alpha (0: stratified, 1: size)"""
     resume: bool = False
     """continue from RUN/last.pt (the config must be unchanged)"""
     save_every: int = 500
@@ -94,8 +97,8 @@ class TrainConfig(PolicyOptions):
         for name, (lo, hi, note) in NUMERIC_RANGES.items():  # every numeric option (NaN and inf rejected)
             check_range("--" + name.replace("_", "-"), getattr(self, name), lo, hi, note=note,
                         integer=self.__dataclass_fields__[name].type == "int", **OPEN_ENDS.get(name, {}))
-        if self.sampler not in ("stratified", "size"):
-            raise UserError(f"--sampler must be stratified or size, got {self.sampler!r}")
+        if self.sampler not in ("stratified", "size", "power"):
+            raise UserError(f"--sampler must be stratified, size or power, got {self.sampler!r}")
         conditioning_kind(self.conditioning, "--conditioning")  # raises on an unknown kind
         check_device(self.device)
         if self.failed_demos not in ("auto", "use", "skip"):
@@ -123,6 +126,7 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "seed": (0, 2**63 - 1, ""),
     "batch_size": (1, None, ""),
     "goal_prob": (0.0, 1.0, ""),
+    "sampler_alpha": (0.0, 1.0, " (0: stratified, 1: size)"),
     "save_every": (1, None, ""),
     "eval_every": (0, None, " (0: only at the end)"),
     "rollout_every": (0, None, " (0: off)"),

@@ -104,7 +104,8 @@ def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[
     keys = pcfg.image_keys + pcfg.lowdim_keys
     ds = WindowedDataset(manifest, splits, keys, cfg.obs_horizon, cfg.action_horizon,
                          goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
-    sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, cfg.sampler, cfg.seed, rank=rank,
+    mode = sampler_mode(cfg, ds.task_indices())
+    sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, mode, cfg.seed, rank=rank,
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
     if cfg.kind.uses_video and rank == 0:
         note_own_clips(ds)
@@ -114,6 +115,14 @@ def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[
     if rank == 0 and not cfg.kind.uses_video and manifest.count("valid"):
         valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon, goal=ds.goal)
     return TrainData(manifest, stats, ds, sampler, valid_ds, workers, on_device)
+
+
+def sampler_mode(cfg: TrainConfig, task_indices: list[np.ndarray]) -> str | list[float]:
+    """The sampler's mode: stratified | size, or for ``--sampler power`` the weights n_task^alpha (n_task:
+    the task's training samples)."""
+    if cfg.sampler != "power":
+        return cfg.sampler
+    return [float(len(ix)) ** cfg.sampler_alpha for ix in task_indices]
 
 
 def note_own_clips(ds: WindowedDataset) -> None:

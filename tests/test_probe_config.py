@@ -52,6 +52,7 @@ BAD_TRAIN = [
     ("ema_decay", "2"), ("ema_decay", "1"), ("ema_decay", "-0.5"), ("ema_decay", "nan"),
     ("warmup_steps", "-1"), ("num_workers", "-5"), ("num_workers", "100000"),
     ("goal_prob", "nan"), ("goal_prob", "1.5"), ("goal_prob", "inf"),
+    ("sampler_alpha", "-0.1"), ("sampler_alpha", "1.5"), ("sampler_alpha", "nan"),
     ("steps", "0"), ("seed", "-1"), ("batch_size", "0"), ("save_every", "0"), ("eval_every", "-1"),
     ("rollout_every", "-1"), ("rollout_episodes", "0"), ("cond_dim", "0"), ("goal_max_offset", "-1"),
     ("ensemble_decay", "nan"), ("ensemble_decay", "-1"), ("ensemble_decay", "inf"),

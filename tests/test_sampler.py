@@ -147,3 +147,17 @@ def test_apportion_largest_remainder():
     assert counts.tolist() == [5, 3, 2] and np.allclose(carry, 0)
     counts, _ = apportion(7, np.array([1 / 3] * 3), np.zeros(3), tiebreak_offset=0)
     assert sorted(counts.tolist()) == [2, 2, 3]
+
+
+@pytest.mark.parametrize("alpha, want", [(0.0, [15, 15]), (0.5, [20, 10]), (1.0, [24, 6])])
+def test_power_sampler_is_between_stratified_and_size(alpha, want):
+    """--sampler power: p(task) ~ n_task^alpha; sizes 400 and 100 at alpha 0.5 give shares 20:10 (2:1)."""
+    from types import SimpleNamespace
+
+    from mtil.pipeline.train_data import sampler_mode
+
+    idx = [np.arange(400), np.arange(400, 500)]
+    mode = sampler_mode(SimpleNamespace(sampler="power", sampler_alpha=alpha), idx)
+    s = StratifiedTaskBatchSampler(idx, 30, mode, seed=0)
+    for batch in list(iter(s))[:3]:
+        assert [int((np.asarray(batch) < 400).sum()), int((np.asarray(batch) >= 400).sum())] == want
