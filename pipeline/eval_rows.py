@@ -138,8 +138,8 @@ def _nothing_to_evaluate(cfg: EvalConfig, ckpt: Checkpoint, unnamed: list[str]) 
     if cfg.tasks:
         return UserError(f"nothing to evaluate: no task of {cfg.checkpoint} matches --tasks {' '.join(cfg.tasks)} "
                          f"with --instructions {cfg.instructions}")
-    why = " (a one-hot policy takes only its training instructions)" \
-        if ckpt.policy_config.conditioning_config.spec.name == "onehot" else ""
+    cond = ckpt.policy_config.conditioning_config
+    why = "" if cond.spec.heldout_instructions else f" (a {cond.kind} policy takes only its training instructions)"
     return UserError(f"nothing to evaluate: {cfg.checkpoint} has no row for --instructions {cfg.instructions}{why}")
 
 
@@ -149,7 +149,7 @@ def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row
     onehot; suite tasks also get their held-out paraphrases with ``--instructions heldout|all``), a goal
     image (the scripted expert's on the episode's seed, suite tasks only; or the last frame of a demo in
     ``--demos`` with ``--goal-source demos``) or a demo clip from ``--demos`` (video)."""
-    kind = ckpt.policy_config.conditioning_config.spec.name
+    heldout = ckpt.policy_config.conditioning_config.spec.heldout_instructions
     suite_names = suite_task_names(ckpt)
     entries: list[tuple[str, str, dict, bool]] = []  # (row's task name, instruction, env_args, suite task)
     names: set[str] = set()
@@ -178,11 +178,11 @@ def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row
     if not cfg.tasks:
         _note_unnamed(unnamed, cfg.checkpoint)
     rows: list[Row] = []
-    if condition in ("language", "onehot"):
+    if condition == "language":
         for task, text, env_args, suite in entries:
             if cfg.instructions in ("train", "all"):
                 rows.append(Row(task, TRAIN_INSTRUCTION, text, text, env_args=env_args))
-            if suite and cfg.instructions in ("heldout", "all") and kind != "onehot":
+            if suite and cfg.instructions in ("heldout", "all") and heldout:
                 rows += [Row(task, "paraphrase", p, p, env_args=env_args) for p in _paraphrases(task, text)]
     elif condition == "goal_image" and cfg.goal_source == "expert":
         stock = [(task, env_args["env_name"]) for task, _, env_args, suite in entries if not suite]
@@ -207,13 +207,11 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     env_args = ckpt.env_args
     if not env_args or "env_name" not in env_args:
         raise UserError(f"{cfg.checkpoint}: the training data recorded no env_args: cannot rebuild the environment")
-    spec = ckpt.policy_config.conditioning_config.spec
-    kind = spec.name
+    kind, spec = ckpt.policy_config.conditioning_config.kind, ckpt.policy_config.conditioning_config.spec
     condition = spec.default_condition if cfg.condition == "auto" else cfg.condition
-    if condition == "language" and not spec.takes_instruction:
-        raise UserError(f"this checkpoint is {kind}-conditioned: use --condition {kind}")
-    if condition == "goal_image" and not spec.uses_goal_image:
-        raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take a goal image")
+    if condition not in spec.conditions:
+        raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take --condition {condition}; use "
+                        f"--condition {' or '.join(spec.conditions)}")
     trained = list(ckpt.tasks)
     rows: list[Row] = []
     if has_own_envs(ckpt):  # tasks from different environments: each in its own
@@ -222,7 +220,7 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
         name = env_args.get("mtil_task") or env_args["env_name"]
         if cfg.tasks and cfg.tasks not in ([env_args["env_name"]], [name]):
             raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
-        if condition in ("language", "onehot"):
+        if condition == "language":
             rows.append(Row(name, TRAIN_INSTRUCTION, trained[0], trained[0]))
         rows = _demo_rows(rows, cfg, ckpt, condition, {name: trained[0]})
     else:
@@ -240,7 +238,7 @@ def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
     held-out compositions (``--instructions``), or its goal image / demo clip."""
     from mtil.pipeline.sim.tasks import TASKS, held_out_tasks
 
-    kind = ckpt.policy_config.conditioning_config.spec.name
+    heldout = ckpt.policy_config.conditioning_config.spec.heldout_instructions
     suite_names = suite_task_names(ckpt)
     by_name: dict[str, str] = {}  # task name -> the instruction the checkpoint was trained on
     for text in ckpt.tasks:
@@ -255,15 +253,15 @@ def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
         _note_unnamed(unnamed, cfg.checkpoint)
     text_of = {n: by_name.get(n, TASKS[n].instruction) for n in names}
     rows: list[Row] = []
-    if condition in ("language", "onehot"):
+    if condition == "language":
         for n in names:
             if n not in by_name:
                 continue
             if cfg.instructions in ("train", "all"):
                 rows.append(Row(n, TRAIN_INSTRUCTION, by_name[n], by_name[n]))
-            if cfg.instructions in ("heldout", "all") and kind != "onehot":
+            if cfg.instructions in ("heldout", "all") and heldout:
                 rows += [Row(n, "paraphrase", p, p) for p in _paraphrases(n, by_name[n])]
-        if cfg.instructions in ("heldout", "all") and kind != "onehot":
+        if cfg.instructions in ("heldout", "all") and heldout:
             for n in held_out_tasks():
                 if (not cfg.tasks or n in cfg.tasks) and n not in by_name:
                     rows.append(Row(n, "held-out task", TASKS[n].instruction, TASKS[n].instruction))

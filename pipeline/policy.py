@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from mtil.datasets.errors import UserError, check_range
 from mtil.encoders.backbones import make_backbone, random_shift
+from mtil.encoders.conditioners import PolicyTasks
 from mtil.encoders.conditioning import ConditioningConfig, make_conditioner
 from mtil.encoders.video import cosine_alignment_loss
 from mtil.pipeline.heads import HEADS
@@ -188,30 +189,15 @@ class MultiTaskPolicy(nn.Module):
         self.reset()
 
     # ------------------------------------------------------------------ conditioning
+    def tasks_view(self) -> PolicyTasks:
+        """What the conditioning kind may read of the policy: task names, their language embeddings, the
+        camera goals and clips come from, and the instruction encoder."""
+        return PolicyTasks(self.cfg.tasks, self.task_lang_emb, self.cfg.image_keys[0], self.embed_texts)
+
     def task_vector(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        """z (B, out_dim) for a training batch, and the video embedding (for the alignment loss)."""
-        if self.kind == "language":
-            return self.cond(self.task_lang_emb[batch["task"]]), None
-        if self.kind == "onehot":
-            return self.cond(batch["task"]), None
-        if self.kind == "goal_image":
-            return self.cond(batch["goal"][self.cfg.image_keys[0]].permute(0, 3, 1, 2)), None
-        if self.kind == "mixed":
-            # per sample: its hindsight goal (share goal_prob, and always for unsuccessful episodes, which do
-            # not demonstrate their instruction) or its instruction; eval mode uses the instruction
-            z_lang = self.cond.project(self.task_lang_emb[batch["task"]])
-            z_goal = self.cond(batch["goal"][self.cfg.image_keys[0]].permute(0, 3, 1, 2))
-            failed = batch.get("failed", torch.zeros_like(batch["task"], dtype=torch.bool))
-            use_goal = failed.clone()
-            if self.training:
-                draw = torch.rand(len(use_goal), device=use_goal.device) < self.cond.cfg.goal_prob
-                use_goal |= draw
-            return torch.where(use_goal[:, None], z_goal, z_lang), None
-        if "clips" in batch:  # one clip per task present, shared by that task's samples: encode each once
-            emb = self.cond.embed_video(batch["clips"])[batch["clip_index"]]
-        else:  # one clip per sample
-            emb = self.cond.embed_video(batch["clip"])  # (B, lang_dim), unit norm
-        return self.cond.project(emb), emb
+        """z (B, out_dim) for a training batch, and the video embedding (for the alignment loss): the
+        conditioning kind reads its input (task ids, instructions, goals, clips) from the batch."""
+        return self.cond.task_vector(batch, self.tasks_view())
 
     # ------------------------------------------------------------------ network
     def _features(self, obs: dict[str, Tensor], z: Tensor, augment: bool) -> Tensor:
@@ -290,24 +276,16 @@ class MultiTaskPolicy(nn.Module):
 
     def resolve_task(self, task, batch_size: int) -> Tensor:
         """An instruction (str or list of B), a task id (int), a language embedding (B, D) float, a goal
-        image (H, W, 3)/(B, H, W, 3) uint8, or a demo clip {'video': (T, H, W, 3)/(B, T, H, W, 3)} -> z."""
+        image (H, W, 3)/(B, H, W, 3) uint8, or a demo clip {'video': (T, H, W, 3)/(B, T, H, W, 3)} -> z.
+        This reads the form of ``task``; the conditioning kind accepts it or says it cannot take it."""
         dev = self.task_lang_emb.device
         if isinstance(task, dict) and "video" in task:
             clip = torch.as_tensor(np.asarray(task["video"]), device=dev)
             clip = clip.unsqueeze(0) if clip.dim() == 4 else clip
-            if not self.cond.cfg.uses_video:
-                raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a demo video")
-            return self.cond(clip.permute(0, 1, 4, 2, 3).expand(batch_size, -1, -1, -1, -1))
+            return self.cond.from_video(clip.permute(0, 1, 4, 2, 3).expand(batch_size, -1, -1, -1, -1))
         if isinstance(task, (str, list)):
             texts = [task] * batch_size if isinstance(task, str) else list(task)
-            if self.kind == "onehot":
-                unknown = [t for t in texts if t not in self.cfg.tasks]
-                if unknown:
-                    raise UserError(f"one-hot policy: {unknown[0]!r} is not a trained task instruction")
-                return self.cond(torch.tensor([self.cfg.tasks.index(t) for t in texts], device=dev))
-            if not self.cond.cfg.uses_language:
-                raise UserError(f"this policy is {self.kind}-conditioned; it cannot take an instruction")
-            return self.cond.project(self.embed_texts(texts).to(dev))
+            return self.cond.from_instruction(texts, self.tasks_view())
         if isinstance(task, int):
             if not 0 <= task < len(self.cfg.tasks):
                 raise UserError(f"task id {task} is not in [0, {len(self.cfg.tasks)})")
@@ -315,10 +293,8 @@ class MultiTaskPolicy(nn.Module):
         t = torch.as_tensor(np.asarray(task) if not isinstance(task, Tensor) else task, device=dev)
         if t.dtype == torch.uint8:  # goal image(s)
             t = t.unsqueeze(0) if t.dim() == 3 else t
-            if not self.cond.cfg.uses_goal_image:
-                raise UserError(f"this policy is {self.kind}-conditioned; it cannot take a goal image")
-            return self.cond(t.permute(0, 3, 1, 2).expand(batch_size, -1, -1, -1))
-        return self.cond.project(t.float().reshape(-1, t.shape[-1]).expand(batch_size, -1))
+            return self.cond.from_goal_image(t.permute(0, 3, 1, 2).expand(batch_size, -1, -1, -1))
+        return self.cond.from_embedding(t.float().reshape(-1, t.shape[-1]).expand(batch_size, -1))
 
     def embed_texts(self, texts: list[str]) -> Tensor:
         """Language embeddings: trained instructions from the checkpoint, others by the language encoder."""

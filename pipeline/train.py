@@ -99,8 +99,8 @@ def build_policy_config(cfg: TrainConfig, manifest: Manifest) -> tuple[PolicyCon
         from mtil.encoders.language import LanguageEncoder
 
         lang_emb = LanguageEncoder().encode(instructions)
-    cond = ConditioningConfig(kind=cfg.conditioning, out_dim=cfg.cond_dim, num_tasks=len(instructions),
-                              lang_dim=lang_emb.shape[1] if lang_emb is not None else 384, goal_prob=cfg.goal_prob)
+    cond = cfg.conditioning_config(len(instructions),
+                                   lang_emb.shape[1] if lang_emb is not None else ConditioningConfig.lang_dim)
     pcfg = PolicyConfig.from_manifest(manifest, cfg, cond, cfg.image_keys or None, cfg.lowdim_keys or None)
     return pcfg, lang_emb
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mtil.datasets.errors import UserError, check_range
-from mtil.encoders.conditioning import ConditioningKind, conditioning_kind
+from mtil.encoders.conditioners import CONDITIONERS, TaskConditioner
+from mtil.encoders.conditioning import RANGES, ConditioningConfig, conditioning_kind
 from mtil.pipeline.policy import PolicyOptions
 
 
@@ -24,10 +25,11 @@ class TrainConfig(PolicyOptions):
     """seed of model init, sampler stream, augmentation and clip sampling"""
     batch_size: int = 64
     """samples per step (per process under DDP)"""
-    conditioning: str = "language"
-    """task conditioning: language | video | onehot | goal_image | mixed (language or hindsight goal image,
-    one dropped at random per sample; the policy then takes either at evaluation)"""
-    goal_prob: float = 0.5
+    conditioning: str = ConditioningConfig.kind
+    """task conditioning (encoders/conditioners CONDITIONERS): language | video | onehot | goal_image | mixed
+    (language or hindsight goal image, one dropped at random per sample; the policy then takes either at
+    evaluation)"""
+    goal_prob: float = ConditioningConfig.goal_prob
     """mixed: share of samples conditioned on their hindsight goal image instead of their instruction"""
     tasks: list[str] = field(default_factory=list)
     """train on these tasks only: suite task names (lift_red) or instructions (default: every task in the data)"""
@@ -61,8 +63,8 @@ class TrainConfig(PolicyOptions):
     """gradient norm clip"""
     ema_decay: float = 0.995
     """decay of the EMA weights used for evaluation"""
-    cond_dim: int = 64
-    """size of the task vector z"""
+    cond_dim: int = ConditioningConfig.out_dim
+    """size of the task vector z (the conditioning's out_dim)"""
     image_keys: list[str] = field(default_factory=list)
     """cameras to use (default: every *_image key in the data)"""
     lowdim_keys: list[str] = field(default_factory=list)
@@ -104,8 +106,9 @@ class TrainConfig(PolicyOptions):
         if self.failed_demos not in ("auto", "use", "skip"):
             raise UserError(f"--failed-demos must be auto, use or skip, got {self.failed_demos!r}")
         if self.failed_demos == "use" and not self.kind.uses_goal_image:
+            goal_kinds = " or ".join(k for k, c in CONDITIONERS.items() if c.uses_goal_image)
             raise UserError(f"--failed-demos use: unsuccessful episodes do not demonstrate their instruction; only "
-                            f"goal_image or mixed conditioning can learn from them (not {self.conditioning})")
+                            f"{goal_kinds} conditioning can learn from them (not {self.conditioning})")
         parse_demo_caps(self.demos_per_task)  # raises on a malformed entry
         for name, value, allowed in (("--device-data", self.device_data, ("auto", "on", "off")),
                                      ("--amp", self.amp, ("off", "bf16")),
@@ -114,9 +117,15 @@ class TrainConfig(PolicyOptions):
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
     @property
-    def kind(self) -> ConditioningKind:
-        """What the conditioning kind uses (language, goal images, video)."""
+    def kind(self) -> type[TaskConditioner]:
+        """The conditioning kind: what data it needs (language, goal images, video)."""
         return conditioning_kind(self.conditioning)
+
+    def conditioning_config(self, num_tasks: int, lang_dim: int) -> ConditioningConfig:
+        """The policy's ConditioningConfig: this run's options under their conditioning names (``cond_dim`` is
+        ``out_dim``), the rest from the data (``num_tasks``, ``lang_dim``) or at their defaults."""
+        return ConditioningConfig(kind=self.conditioning, out_dim=self.cond_dim, goal_prob=self.goal_prob,
+                                  num_tasks=num_tasks, lang_dim=lang_dim)
 
 
 # The numeric options of TrainConfig (those of PolicyOptions are checked there): field -> (low, high, what the
@@ -125,7 +134,7 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "steps": (1, None, ""),
     "seed": (0, 2**63 - 1, ""),
     "batch_size": (1, None, ""),
-    "goal_prob": (0.0, 1.0, ""),
+    "goal_prob": (*RANGES["goal_prob"], ""),
     "sampler_alpha": (0.0, 1.0, " (0: stratified, 1: size)"),
     "save_every": (1, None, ""),
     "eval_every": (0, None, " (0: only at the end)"),
@@ -136,7 +145,7 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "warmup_steps": (0, None, " (0: no warmup)"),
     "grad_clip": (0.0, None, " (the largest gradient norm; a large value clips nothing)"),
     "ema_decay": (0.0, 1.0, " (1 would never move the EMA weights)"),
-    "cond_dim": (1, None, ""),
+    "cond_dim": (*RANGES["out_dim"], ""),
     "goal_max_offset": (0, None, " (0: anywhere in the demo's future)"),
     "num_workers": (-1, 256, " (-1: automatic)"),
 }

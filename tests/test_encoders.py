@@ -315,7 +315,7 @@ def test_mixed_conditioner_takes_an_instruction_or_a_goal_image():
 @pytest.mark.parametrize("kind, language, goal, video, instruction, default", [
     ("language", True, False, False, True, "language"),
     ("video", True, False, True, True, "video"),
-    ("onehot", False, False, False, True, "onehot"),
+    ("onehot", False, False, False, True, "language"),  # named by its training instruction
     ("goal_image", False, True, False, False, "goal_image"),
     ("mixed", True, True, False, True, "language"),
 ])
@@ -325,6 +325,7 @@ def test_what_each_kind_uses(kind, language, goal, video, instruction, default):
     assert (cfg.spec.takes_instruction, cfg.spec.default_condition) == (instruction, default)
     assert cfg.spec.needs_instructions == (kind != "goal_image")
     cond = make_conditioner(cfg)  # the modules built follow the same properties
+    assert isinstance(cond, TaskConditioner) and type(cond) is cfg.spec
     assert (hasattr(cond, "proj"), hasattr(cond, "backbone"), hasattr(cond, "video")) == (language, goal, video)
 
 
@@ -380,7 +381,7 @@ ROUND_TRIP = {
     "video": (lambda: VideoEncoder(out_dim=32, frame_dim=32, max_frames=4), lambda m: m(_task_input("video"))),
     **{
         f"conditioner_{k}": (
-            lambda k=k: TaskConditioner(ConditioningConfig(k, 8, num_tasks=3, video_frames=4, video_frame_dim=32)),
+            lambda k=k: make_conditioner(ConditioningConfig(k, 8, num_tasks=3, video_frames=4, video_frame_dim=32)),
             lambda m, k=k: m(_task_input(k)),
         )
         for k in ("language", "video", "onehot", "goal_image", "mixed")
