@@ -81,8 +81,11 @@ class DaggerConfig:
     def settings(self) -> dict:
         """What a round's results depend on: a rerun into the same --out must match them (--rounds may grow,
         --workers changes nothing but speed)."""
+        from mtil.pipeline.evaluate import file_sha256
+
         keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rounds", "workers", "out")}
         keep["checkpoint"] = os.path.abspath(self.checkpoint)
+        keep["checkpoint_sha256"] = file_sha256(self.checkpoint)  # the same path retrained is another policy
         keep["data"] = [os.path.abspath(d) for d in self.data]
         return keep
 

@@ -211,3 +211,23 @@ def test_stale_round_temp_file_is_removed_by_the_next_collection(dagger_run, tmp
                  "--image-size", "16", "--no-progress"]) == 0
     assert not stale.exists() and other.exists() and out.exists()
     assert "left by an interrupted collection" in capsys.readouterr().err
+
+
+def test_rerun_with_a_retrained_checkpoint_at_the_same_path_is_refused(dagger_run, tmp_path, capsys):
+    """The same --checkpoint path holding other weights is another starting policy: its rounds are not reused."""
+    import shutil
+
+    d, args = dagger_run
+    out = tmp_path / "o"
+    ck = tmp_path / "policy.pt"
+    shutil.copy(args[0], ck)
+    from mtil.pipeline.dagger import DaggerConfig, check_out
+
+    cfg = DaggerConfig(checkpoint=str(ck), data=[args[2]], out=str(out))
+    os.makedirs(out)
+    check_out(cfg, str(out))  # first run: records the settings
+    c = torch.load(ck, weights_only=True)
+    c["step"] += 1
+    torch.save(c, ck)
+    with pytest.raises(Exception, match="checkpoint_sha256"):
+        check_out(cfg, str(out))
