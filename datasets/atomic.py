@@ -88,17 +88,21 @@ def remove_stale_temps(folder: str) -> list[str]:
     return stale
 
 
-def remove_stale_temp_dirs(path: str, kinds: tuple[str, ...] = ("tmp",)) -> list[str]:
-    """Remove the temp folders ``AtomicPath(path, directory=True)`` left beside ``path`` when a process was
-    killed mid-write (exactly ``.<name>.<kind>-<8 chars>`` as ``tempfile.mkdtemp`` names them); returns
-    their names. The caller must hold the lock that keeps every other writer of ``path`` out (``mtil
-    ingest``'s lock on --out): a folder matching the pattern then belongs to no running process."""
+def remove_stale_temps_beside(path: str, kinds: tuple[str, ...] = ("tmp",), directory: bool = True) -> list[str]:
+    """Remove the temp folders (``directory``) or files ``AtomicPath(path, directory)`` left beside ``path`` when
+    a process was killed mid-write (exactly ``.<name>.<kind>-<8 chars>`` as ``tempfile`` names them, files with
+    ``path``'s extension after it); returns their names. The caller must keep every other writer of ``path``
+    out (``mtil ingest``'s lock on --out; collect refuses an existing --out): a match belongs to no running
+    process."""
     folder, base = os.path.split(os.path.abspath(path))
     pattern = re.escape(f".{base}.") + f"({'|'.join(map(re.escape, kinds))})" + r"-[a-z0-9_]{8}"
+    if not directory:
+        pattern += re.escape(os.path.splitext(base)[1])
+    kind_ok = os.path.isdir if directory else os.path.isfile
     stale = sorted(n for n in os.listdir(folder) if re.fullmatch(pattern, n)
-                   and os.path.isdir(os.path.join(folder, n)) and not os.path.islink(os.path.join(folder, n)))
+                   and kind_ok(os.path.join(folder, n)) and not os.path.islink(os.path.join(folder, n)))
     for n in stale:
-        shutil.rmtree(os.path.join(folder, n))
+        (shutil.rmtree if directory else os.unlink)(os.path.join(folder, n))
     return stale
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from mtil.datasets.atomic import atomic_path, remove_stale_temp_dirs, write_json_atomic
+from mtil.datasets.atomic import atomic_path, remove_stale_temps_beside, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
 from mtil.datasets.manifest import Manifest, build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
@@ -131,7 +131,7 @@ def _clean_interrupted(out: str, shown: str) -> None:
         os.replace(newest, out)
         print(f"note: {shown}: put back the previous contents, which an interrupted `mtil ingest --overwrite` "
               f"had moved aside to {os.path.basename(newest)}", file=sys.stderr)
-    removed = remove_stale_temp_dirs(out, kinds=("tmp", "old"))
+    removed = remove_stale_temps_beside(out, kinds=("tmp", "old"))
     if removed:
         print(f"note: removed {len(removed)} temp folder(s) an interrupted `mtil ingest` left beside {shown}: "
               f"{', '.join(removed)}", file=sys.stderr)

@@ -73,3 +73,20 @@ def _kill_parent_and_check_workers(argv: list[str], n_workers: int, timeout: flo
 @pytest.fixture
 def kill_parent_and_check_workers():
     return _kill_parent_and_check_workers
+
+
+@pytest.fixture
+def fails(capsys):
+    """``fails(argv, *expect)``: `mtil argv` exits 2 with no traceback and a message holding every ``expect``;
+    returns the message (stderr)."""
+    from mtil.pipeline.cli.main import main
+
+    def check(argv: list[str], *expect: str) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        for e in expect:
+            assert e in err, err
+        return err
+
+    return check

@@ -20,15 +20,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ["--steps", "1", "--batch-size", "2", "--conditioning", "onehot", "--cond-dim", "8", "--skip-env-check"]
 
 
-def _fails(argv: list[str], capsys, *expect: str) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    for e in expect:
-        assert e in err, err
-    return err
-
-
 @pytest.fixture
 def src(tmp_path):
     return write_synthetic(str(tmp_path / "demos.hdf5"), demos_per_task=[2, 2], steps=8)
@@ -42,54 +33,54 @@ def src(tmp_path):
     ("stats.json", '{"actions": {"mean": [0], "std": [1], "min": [0], "max": [1]}}'),  # wrong dims, keys missing
     ("manifest.json", "\udcff"),  # not UTF-8
 ])
-def test_corrupt_json_in_ingest_dir_is_named(src, tmp_path, capsys, name, content):
+def test_corrupt_json_in_ingest_dir_is_named(src, tmp_path, capsys, name, content, fails):
     out = tmp_path / "d"
     assert main(["ingest", src, "--out", str(out)]) == 0
     capsys.readouterr()
     (out / name).write_bytes(content.encode("utf-8", "surrogateescape"))
-    _fails(["info", str(out)], capsys, str(out / name))
-    _fails(["train", "--data", str(out), "--out", str(tmp_path / "r"), *TRAIN], capsys, str(out / name))
+    fails(["info", str(out)], str(out / name))
+    fails(["train", "--data", str(out), "--out", str(tmp_path / "r"), *TRAIN], str(out / name))
     assert not (tmp_path / "r").exists()
 
 
 # ----------------------------------------------------------------------- 2. NUL in an instruction
-def test_nul_in_demo_instruction_is_refused(src, tmp_path, capsys):
+def test_nul_in_demo_instruction_is_refused(src, tmp_path, capsys, fails):
     with h5py.File(src, "a") as f:  # h5py refuses NULs in variable-length strings; fixed-length bytes keep them
         f["data/demo_1"].attrs["language_instruction"] = np.bytes_(b"lift the\x00 red cube")
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, src, "data/demo_1", "NUL")
+    fails(["ingest", src, "--out", str(tmp_path / "d")], src, "data/demo_1", "NUL")
     assert not (tmp_path / "d").exists()
     assert main(["info", src]) == 2
     out = capsys.readouterr().out
     assert "data/demo_1" in out and "NUL" in out, out
 
 
-def test_nul_in_file_instruction_is_refused(tmp_path, capsys):
+def test_nul_in_file_instruction_is_refused(tmp_path, fails):
     src = write_synthetic(str(tmp_path / "l.hdf5"), tasks=["open the drawer"], layout="libero")
     with h5py.File(src, "a") as f:
         f["data"].attrs["problem_info"] = json.dumps({"language_instruction": "open\x00 the drawer"})
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, src, "problem_info", "NUL")
+    fails(["ingest", src, "--out", str(tmp_path / "d")], src, "problem_info", "NUL")
     assert not (tmp_path / "d").exists()
 
 
-def test_nul_in_given_instruction_is_refused(tmp_path, capsys):
+def test_nul_in_given_instruction_is_refused(tmp_path, fails):
     src = write_synthetic(str(tmp_path / "nolang.hdf5"), demos_per_task=2, steps=8, per_demo_language=False,
                           tasks=["x"])
     with h5py.File(src, "a") as f:
         del f["data"].attrs["problem_info"]
-    _fails(["ingest", src, "--out", str(tmp_path / "d"), "--instruction", "lift\x00 it"], capsys,
-           src, "data/demo_0", "--instruction", "NUL")
+    fails(["ingest", src, "--out", str(tmp_path / "d"), "--instruction", "lift\x00 it"],
+          src, "data/demo_0", "--instruction", "NUL")
     assert not (tmp_path / "d").exists()
 
 
 # ------------------------------------------------------- 3. a file locked by a writer; dangling links
-def test_file_locked_by_a_writer_says_so(src, tmp_path, capsys, monkeypatch):
+def test_file_locked_by_a_writer_says_so(src, tmp_path, monkeypatch, fails):
     monkeypatch.delenv("HDF5_USE_FILE_LOCKING", raising=False)
     writer = subprocess.Popen([sys.executable, "-c", "import sys, time, h5py; f = h5py.File(sys.argv[1], 'a'); "
                                "print('open', flush=True); time.sleep(60)", src],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "HDF5_USE_FILE_LOCKING": "TRUE"})
     try:
         assert writer.stdout.readline().strip() == "open"
-        err = _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, src, "locked", "another process")
+        err = fails(["ingest", src, "--out", str(tmp_path / "d")], src, "locked", "another process")
         assert "truncated or corrupt" not in err
     finally:
         writer.kill()
@@ -101,20 +92,20 @@ def test_file_locked_by_a_writer_says_so(src, tmp_path, capsys, monkeypatch):
     (lambda: h5py.ExternalLink("missing.hdf5", "/data/demo_0"), ["missing.hdf5", "does not exist"]),
     (lambda: h5py.SoftLink("/data/nowhere"), ["/data/nowhere", "does not exist"]),
 ])
-def test_dangling_demo_link_names_demo_and_target(src, tmp_path, capsys, link, expect):
+def test_dangling_demo_link_names_demo_and_target(src, tmp_path, link, expect, fails):
     with h5py.File(src, "a") as f:
         f["data/demo_7"] = link()
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, src, "data/demo_7", *expect)
+    fails(["ingest", src, "--out", str(tmp_path / "d")], src, "data/demo_7", *expect)
     assert not (tmp_path / "d").exists()
 
 
-def test_dangling_link_inside_a_demo_names_it(src, tmp_path, capsys):
+def test_dangling_link_inside_a_demo_names_it(src, tmp_path, fails):
     other = write_synthetic(str(tmp_path / "other.hdf5"), demos_per_task=1, steps=8)
     with h5py.File(src, "a") as f:
         del f["data/demo_1/obs/agentview_image"]
         f["data/demo_1/obs/agentview_image"] = h5py.ExternalLink(other, "/data/demo_0/obs/no_such_key")
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, src, "data/demo_1/obs/agentview_image",
-           "no_such_key")
+    fails(["ingest", src, "--out", str(tmp_path / "d")], src, "data/demo_1/obs/agentview_image",
+          "no_such_key")
 
 
 # --------------------------------------------------------------- 4. stale temp folders beside --out
@@ -135,23 +126,23 @@ def test_stale_ingest_temps_are_removed_and_reported(src, tmp_path, capsys):
     assert json.loads((out / "manifest.json").read_text())["written_by"] == "mtil ingest"
 
 
-def test_interrupted_overwrite_keeps_previous_data(src, tmp_path, capsys):
+def test_interrupted_overwrite_keeps_previous_data(src, tmp_path, fails):
     """Killed after moving the old --out aside and before the new one was in place: the next run puts the
     old one back (it is the user's data), then refuses as for any non-empty --out."""
     out = tmp_path / "d"
     assert main(["ingest", src, "--out", str(out)]) == 0
     os.replace(out, tmp_path / ".d.old-ab12cd34")
-    _fails(["ingest", src, "--out", str(out)], capsys, "not empty")
+    fails(["ingest", src, "--out", str(out)], "not empty")
     assert json.loads((out / "manifest.json").read_text())["written_by"] == "mtil ingest"
     assert not (tmp_path / ".d.old-ab12cd34").exists()
 
 
 # ------------------------------------------------------------------------ 5. hard-linked demos
-def test_hard_linked_demo_is_refused(src, tmp_path, capsys):
+def test_hard_linked_demo_is_refused(src, tmp_path, fails):
     with h5py.File(src, "a") as f:
         f["data/demo_9"] = f["data/demo_0"]  # a second name for the same group
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, src, "data/demo_9", "data/demo_0",
-           "count twice")
+    fails(["ingest", src, "--out", str(tmp_path / "d")], src, "data/demo_9", "data/demo_0",
+          "count twice")
     assert not (tmp_path / "d").exists()
 
 

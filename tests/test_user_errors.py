@@ -17,23 +17,14 @@ from mtil.pipeline.cli.main import main
 TRAIN = ["--steps", "1", "--batch-size", "2", "--conditioning", "onehot", "--cond-dim", "8", "--skip-env-check"]
 
 
-def _fails(argv: list[str], capsys, *expect: str) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    for e in expect:
-        assert e in err, err
-    return err
-
-
 @pytest.fixture
 def src(tmp_path):
     return write_synthetic(str(tmp_path / "demos.hdf5"), demos_per_task=[2, 2], steps=10)
 
 
-def test_negative_seed(src, tmp_path, capsys):
-    _fails(["ingest", src, "--out", str(tmp_path / "d"), "--seed", "-1"], capsys, "--seed")
-    _fails(["train", "--data", src, "--out", str(tmp_path / "r"), "--seed", "-1", *TRAIN], capsys, "--seed")
+def test_negative_seed(src, tmp_path, fails):
+    fails(["ingest", src, "--out", str(tmp_path / "d"), "--seed", "-1"], "--seed")
+    fails(["train", "--data", src, "--out", str(tmp_path / "r"), "--seed", "-1", *TRAIN], "--seed")
     assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
 
 
@@ -45,25 +36,25 @@ def test_negative_seed(src, tmp_path, capsys):
     (lambda f: [f[f"data/{d}/obs"].__delitem__(k) for d in f["data"] for k in list(f[f"data/{d}/obs"])],
      "data/demo_0/obs: is empty"),
 ])
-def test_malformed_files_are_named(src, tmp_path, capsys, edit, expect):
+def test_malformed_files_are_named(src, tmp_path, edit, expect, fails):
     with h5py.File(src, "a") as f:
         edit(f)
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, expect)
+    fails(["ingest", src, "--out", str(tmp_path / "d")], expect)
     assert not (tmp_path / "d").exists()
 
 
-def test_manifest_that_is_a_json_list(tmp_path, capsys):
+def test_manifest_that_is_a_json_list(tmp_path, fails):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "manifest.json").write_text("[1, 2]")
-    _fails(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), *TRAIN], capsys,
-           "manifest.json: expected a JSON object")
+    fails(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"), *TRAIN],
+          "manifest.json: expected a JSON object")
 
 
-def test_train_out_that_is_a_file_or_unwritable(src, tmp_path, capsys):
+def test_train_out_that_is_a_file_or_unwritable(src, tmp_path, fails):
     (tmp_path / "f").write_text("x")
-    _fails(["train", "--data", src, "--out", str(tmp_path / "f"), *TRAIN], capsys, "not a directory")
-    _fails(["train", "--data", src, "--out", str(tmp_path / "f" / "run"), *TRAIN], capsys, "is a file")
-    _fails(["train", "--data", src, "--out", "/proc/mtil-run", *TRAIN], capsys, "cannot write in /proc")
+    fails(["train", "--data", src, "--out", str(tmp_path / "f"), *TRAIN], "not a directory")
+    fails(["train", "--data", src, "--out", str(tmp_path / "f" / "run"), *TRAIN], "is a file")
+    fails(["train", "--data", src, "--out", "/proc/mtil-run", *TRAIN], "cannot write in /proc")
 
 
 @pytest.mark.parametrize("change, expect", [
@@ -71,13 +62,13 @@ def test_train_out_that_is_a_file_or_unwritable(src, tmp_path, capsys):
     (lambda p, tmp: os.truncate(p, os.path.getsize(p) - 100), "changed since ingest"),
     (lambda p, tmp: h5py.File(p, "a").close() or _flip_byte(p), "modified since ingest"),
 ])
-def test_stale_source_after_ingest_is_refused(src, tmp_path, capsys, change, expect):
+def test_stale_source_after_ingest_is_refused(src, tmp_path, change, expect, fails):
     out = tmp_path / "d"
     assert main(["ingest", src, "--out", str(out)]) == 0
     files = json.loads((out / "manifest.json").read_text())["files"]
     assert files[0]["fingerprint"].startswith("crc32:") and files[0]["mtime_ns"] > 0
     change(src, tmp_path)
-    _fails(["train", "--data", str(out), "--out", str(tmp_path / "r"), *TRAIN], capsys, src, expect, "mtil ingest")
+    fails(["train", "--data", str(out), "--out", str(tmp_path / "r"), *TRAIN], src, expect, "mtil ingest")
     assert not (tmp_path / "r").exists()
 
 
@@ -98,34 +89,34 @@ def _flip_byte(path: str) -> None:
     (np.void(b"\xff\xfe lift"), "must be a text"),
     (b"\xff\xfe lift", "not valid UTF-8"),
 ])
-def test_non_text_instructions_are_not_task_names(src, tmp_path, capsys, value, expect):
+def test_non_text_instructions_are_not_task_names(src, tmp_path, value, expect, fails):
     """Defect 8: an int, an array or invalid UTF-8 was taken as a task name."""
     with h5py.File(src, "a") as f:
         f["data/demo_1"].attrs["language_instruction"] = value
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, "data/demo_1.attrs['language_instruction']",
-           expect)
+    fails(["ingest", src, "--out", str(tmp_path / "d")], "data/demo_1.attrs['language_instruction']",
+          expect)
 
 
-def test_data_counted_twice_is_refused(src, tmp_path, capsys):
+def test_data_counted_twice_is_refused(src, tmp_path, fails):
     """Defect 8: the same file given twice (or through a link), or a demo soft-linked to another."""
-    _fails(["ingest", src, src, "--out", str(tmp_path / "d")], capsys, "given twice")
+    fails(["ingest", src, src, "--out", str(tmp_path / "d")], "given twice")
     os.symlink(src, tmp_path / "alias.hdf5")
-    _fails(["ingest", src, str(tmp_path / "alias.hdf5"), "--out", str(tmp_path / "d")], capsys, "given twice")
+    fails(["ingest", src, str(tmp_path / "alias.hdf5"), "--out", str(tmp_path / "d")], "given twice")
     with h5py.File(src, "a") as f:
         f["data/demo_9"] = h5py.SoftLink("/data/demo_0")
-    _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, "data/demo_9: is a link to /data/demo_0")
+    fails(["ingest", src, "--out", str(tmp_path / "d")], "data/demo_9: is a link to /data/demo_0")
 
 
-def test_train_without_language_points_to_ingest(tmp_path, capsys):
+def test_train_without_language_points_to_ingest(tmp_path, fails):
     """Defect 8: `mtil train` suggested an --instruction option it does not have."""
     src = write_synthetic(str(tmp_path / "x.hdf5"), tasks=["t"], per_demo_language=False)
     with h5py.File(src, "a") as f:
         del f["data"].attrs["problem_info"]
-    err = _fails(["train", "--data", src, "--out", str(tmp_path / "r"), *TRAIN], capsys, "mtil ingest")
+    err = fails(["train", "--data", src, "--out", str(tmp_path / "r"), *TRAIN], "mtil ingest")
     assert "--instruction TEXT --out DIR" in err
 
 
-def test_full_disk_is_one_message(src, tmp_path, capsys, monkeypatch):
+def test_full_disk_is_one_message(src, tmp_path, monkeypatch, fails):
     """Defect 5: a full disk while writing ended in a traceback; now one line, exit 2, no temp file left."""
     import errno
 
@@ -135,7 +126,7 @@ def test_full_disk_is_one_message(src, tmp_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", path)
 
     monkeypatch.setattr("mtil.datasets.ingest.write_json_atomic", full)
-    err = _fails(["ingest", src, "--out", str(tmp_path / "d")], capsys, "No space left on device", "manifest.json")
+    err = fails(["ingest", src, "--out", str(tmp_path / "d")], "No space left on device", "manifest.json")
     assert "Traceback" not in err and not (tmp_path / "d").exists()
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
     assert atomic.write_json_atomic is not full  # only ingest's reference was replaced

@@ -45,12 +45,10 @@ def write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) -
 
 def remove_stale_temps(out: str) -> None:
     """Temp files of earlier collections into this very ``out`` that a kill -9 left behind."""
-    import glob
+    from mtil.datasets.atomic import remove_stale_temps_beside
 
-    folder, base = os.path.split(os.path.abspath(out))
-    ext = os.path.splitext(base)[1]
-    for path in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.tmp-{'[a-z0-9_]' * 8}{ext}")):
-        os.unlink(path)
+    for name in remove_stale_temps_beside(out, directory=False):
+        path = os.path.join(os.path.dirname(os.path.abspath(out)), name)
         print(f"note: removed {path}, left by an interrupted collection", file=sys.stderr)
 
 
