@@ -20,6 +20,9 @@ from tqdm import tqdm
 
 from mtil.datasets.atomic import atomic_path, remove_stale_temps_beside, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
+from mtil.datasets.lerobot_ingest import (check_lerobot_sources, convert_lerobot_sources, lerobot_summary,
+                                          moved_files)
+from mtil.datasets.lerobot_read import inspect_lerobot, is_lerobot_dir
 from mtil.datasets.manifest import Manifest, build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
 
@@ -29,7 +32,8 @@ class IngestConfig:
     """Validate HDF5 demonstration files and write DIR/manifest.json and DIR/stats.json."""
 
     sources: list[str]
-    """HDF5 files (robomimic layout or LIBERO's variant)."""
+    """HDF5 files (robomimic layout or LIBERO's variant) and/or LeRobot v3.0 dataset directories (decoded
+    once into DIR/lerobot-NAME.hdf5, which training memory-maps)."""
     out: str
     """Output directory; created, or must be empty (--overwrite: or one `mtil ingest` wrote)."""
     instruction: list[str] = field(default_factory=list)
@@ -42,6 +46,10 @@ class IngestConfig:
     """Seed of the generated train/valid split."""
     overwrite: bool = False
     """Replace an existing ingest directory (only one `mtil ingest` wrote: manifest.json and stats.json)."""
+    env_from: str = ""
+    """LeRobot datasets without mtil's env_args (any not written by `mtil export`): take the simulator
+    description `mtil eval` needs from this HDF5 file (one `mtil collect` wrote). Without it such data
+    trains but cannot be evaluated in simulation."""
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -50,6 +58,8 @@ class IngestConfig:
 
 WRITTEN_BY = "mtil ingest"
 OWN_FILES = {"manifest.json", "stats.json"}
+CONVERTED = re.compile(r"lerobot-.+\.hdf5")
+"""The HDF5 file a LeRobot source becomes inside the ingest directory."""
 
 
 def _check_replaceable(out: str, shown: str) -> None:
@@ -71,7 +81,7 @@ def _check_replaceable(out: str, shown: str) -> None:
         m.get("version") == 1 and {"files", "demos", "obs", "split"} <= set(m)))
     if not ours:
         raise UserError(f"--out {shown}: its manifest.json was not written by `mtil ingest`: refusing to replace it")
-    others = sorted(names - OWN_FILES)
+    others = sorted(n for n in names - OWN_FILES if not CONVERTED.fullmatch(n))
     if others:
         raise UserError(f"--out {shown}: holds {others[0]!r}, which `mtil ingest` did not write: refusing to "
                         "replace the directory")
@@ -144,25 +154,26 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> Manifest:
             raise UserError(f"--out {cfg.out}: directory exists and is not empty (use --overwrite to replace)")
         _check_replaceable(out, cfg.out)
 
-    n_demos = None
+    lerobot, env_args = check_lerobot_sources(cfg)
     notes: list[str] = []
-    with tqdm(desc="statistics", unit="demo", leave=False, disable=None) as bar:
-        manifest, stats = build_manifest(cfg.sources, cfg.instruction, cfg.valid_fraction, cfg.seed,
-                                         progress=bar, notes=notes)
-        n_demos = len(manifest.demos)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    manifest = dataclasses.replace(manifest, written_by=WRITTEN_BY)
+    if not lerobot:  # HDF5 only: validated and summarized before anything is written
+        manifest, stats = _manifest(cfg, cfg.sources, notes)
 
     # Everything validated: only now touch the file system. The new directory is written as a temp folder
     # beside --out and renamed into place; an existing one (checked above) is moved aside first and
-    # removed once the new one is in place (put back if that fails).
+    # removed once the new one is in place (put back if that fails). LeRobot sources were checked above
+    # but for their video pixels, decoded into the temp folder here: an undecodable video leaves nothing.
     old = None
     if os.path.isdir(out) and os.listdir(out):
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=os.path.dirname(out))
         os.replace(out, old)  # onto the empty temp folder: a rename
     try:
         with atomic_path(out, directory=True) as tmp:
+            if lerobot:
+                converted = convert_lerobot_sources(lerobot, tmp, env_args)
+                sources = [converted.get(s, s) for s in cfg.sources]
+                manifest, stats = _manifest(cfg, sources, notes)
+                manifest = moved_files(manifest, tmp, out)
             write_json_atomic(os.path.join(tmp, "manifest.json"), manifest.to_dict())
             write_json_atomic(os.path.join(tmp, "stats.json"), stats)
     except BaseException:
@@ -171,6 +182,9 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> Manifest:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    n_demos = len(manifest.demos)
     only_some = sorted({k for f in manifest.files for k in f.obs or {}} - set(manifest.obs))
     if only_some:
         print(f"note: observation keys not in every file with one shape (a policy cannot read them): "
@@ -178,6 +192,13 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> Manifest:
     print(f"ingested {len(manifest.files)} file(s), {len(manifest.tasks)} task(s), {n_demos} demos "
           f"({manifest.split.train} train / {manifest.split.valid} valid) -> {cfg.out}")
     return manifest
+
+
+def _manifest(cfg: IngestConfig, sources: list[str], notes: list[str]):
+    with tqdm(desc="statistics", unit="demo", leave=False, disable=None) as bar:
+        manifest, stats = build_manifest(sources, cfg.instruction, cfg.valid_fraction, cfg.seed,
+                                         progress=bar, notes=notes)
+    return dataclasses.replace(manifest, written_by=WRITTEN_BY), stats
 
 
 def _fmt_bytes(n: float) -> str:
@@ -201,6 +222,11 @@ def info(paths: list[str], instruction: str | None = None) -> tuple[str, int]:
     out: list[str] = []
     n_problems = 0
     for path in paths:
+        if is_lerobot_dir(path):
+            lr = inspect_lerobot(path)
+            out.extend(lerobot_summary(lr))
+            n_problems += len(lr.problems)
+            continue
         if os.path.isdir(path):
             manifest, _ = load_manifest(path)
             out.append(f"== {path} (ingested manifest, {len(manifest.files)} file(s))")

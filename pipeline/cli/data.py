@@ -1,4 +1,4 @@
-"""`mtil ingest` and `mtil info`."""
+"""`mtil ingest`, `mtil info` and `mtil export`."""
 
 from __future__ import annotations
 
@@ -22,5 +22,19 @@ def register_info(sub, help_text: str) -> None:
         text, n_problems = info(a.paths, a.instruction)
         print(text, end="")
         return 2 if n_problems else 0
+
+    p.set_defaults(func=run)
+
+
+def register_export(sub, help_text: str) -> None:
+    from mtil.datasets.lerobot_write import ExportConfig
+
+    p = add_config_command(sub, "export", help_text, ExportConfig, positional=("sources",), required=("out",))
+
+    def run(a) -> int:
+        from mtil.datasets.lerobot_write import export
+
+        export(dataclass_from_args(ExportConfig, a))
+        return 0
 
     p.set_defaults(func=run)
