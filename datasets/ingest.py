@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from mtil.datasets.atomic import atomic_path, remove_stale_temps_beside, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
-from mtil.datasets.lerobot_ingest import (check_lerobot_sources, convert_lerobot_sources, lerobot_summary,
-                                          moved_files)
+from mtil.datasets.lerobot_ingest import check_lerobot_sources, convert_lerobot_sources, lerobot_summary, moved_files
 from mtil.datasets.lerobot_read import inspect_lerobot, is_lerobot_dir
 from mtil.datasets.manifest import Manifest, build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file

@@ -99,8 +99,8 @@ def convert_lerobot(info: LeRobotInfo, out: str, env_args: dict | None = None, p
                                             "codecs": info.codecs})
         valid = set((info.mtil or {}).get("valid_episodes") or [])
         if valid:  # the split of the file `mtil export` read, kept
-            names = [f"demo_{e.index}" for e in info.episodes]
             mask = f.create_group("mask")
-            mask.create_dataset("train", data=np.array([n for n, e in zip(names, info.episodes) if e.index not in valid], "S"))
-            mask.create_dataset("valid", data=np.array([n for n, e in zip(names, info.episodes) if e.index in valid], "S"))
+            for split, keep in (("train", False), ("valid", True)):
+                names = [f"demo_{e.index}" for e in info.episodes if (e.index in valid) == keep]
+                mask.create_dataset(split, data=np.array(names, "S"))
     return out

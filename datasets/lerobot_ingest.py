@@ -86,8 +86,8 @@ def lerobot_summary(info: LeRobotInfo) -> list[str]:
     rows += [[f, k, str(b - a), "low-dim"] for f, parts in info.lowdim.items() for k, a, b in parts]
     if rows:
         out.append(_table(rows, ["feature", "mtil key", "shape", "kind"]))
-    out.append(f"action dim: {info.action_dim or '-'}   env_args: "
-               f"{'yes (written by mtil export)' if (info.mtil or {}).get('env_args') else 'none (give --env-from at ingest)'}")
+    env = "yes (written by mtil export)" if (info.mtil or {}).get("env_args") else "none (give --env-from at ingest)"
+    out.append(f"action dim: {info.action_dim or '-'}   env_args: {env}")
     if info.problems:
         out.append(f"problems ({len(info.problems)}):")
         out.extend(f"  - {p}" for p in info.problems)

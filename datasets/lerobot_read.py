@@ -192,7 +192,8 @@ def _read_episodes(info: LeRobotInfo, tasks: dict[int, str]) -> None:
             ep = row["episode_index"]
             where = f"{fmt.EPISODES_DIR}: episode {ep}"
             length = row["length"]
-            if not isinstance(length, int) or length <= 0 or row["dataset_to_index"] - row["dataset_from_index"] != length:
+            span = row["dataset_to_index"] - row["dataset_from_index"]
+            if not isinstance(length, int) or length <= 0 or span != length:
                 info.problem(where, f"length {length} does not match dataset_from_index..dataset_to_index "
                                     f"({row['dataset_from_index']}..{row['dataset_to_index']})")
                 continue
@@ -274,7 +275,7 @@ def _check_videos(info: LeRobotInfo) -> None:
 
     durations: dict[str, float | None] = {}
     for ep in info.episodes:
-        for cam, (mp4, t0, t1) in ep.videos.items():
+        for mp4, t0, t1 in ep.videos.values():
             where = f"{mp4} (episode {ep.index})"
             if mp4 not in durations:
                 path = os.path.join(info.root, mp4)

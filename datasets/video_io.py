@@ -22,10 +22,15 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def encoder_params(codec: str, height: int, width: int, crf: int, gop: int) -> tuple[str, list[str]]:
+PIX_FMTS = ("yuv420p", "yuv444p")
+
+
+def encoder_params(codec: str, height: int, width: int, crf: int, gop: int,
+                   pix_fmt: str = "yuv420p") -> tuple[str, list[str]]:
     """(pix_fmt, extra FFmpeg output parameters) for ``codec``. yuv420p (what players and LeRobot's own
-    writer use) needs even sizes; odd ones are stored as yuv444p."""
-    pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+    writer use; colour at half resolution) needs even sizes: odd ones are stored as yuv444p."""
+    if height % 2 or width % 2:
+        pix_fmt = "yuv444p"
     params = ["-crf", str(crf), "-g", str(gop)]
     if codec == "h264":
         params += ["-preset", "medium", "-tune", "stillimage" if gop == 1 else "film"]
@@ -35,7 +40,7 @@ def encoder_params(codec: str, height: int, width: int, crf: int, gop: int) -> t
 
 
 def write_video(path: str, frames: Iterable[np.ndarray], fps: float, codec: str = "h264", crf: int = 18,
-                gop: int = 2) -> tuple[int, str]:
+                gop: int = 2, pix_fmt: str = "yuv420p") -> tuple[int, str]:
     """Encode ``frames`` (each (H, W, 3) uint8) into ``path``; returns (frames written, pix_fmt). ``gop``:
     keyframe interval (LeRobot writes 2, so a reader seeking to an episode decodes at most one extra frame)."""
     import imageio_ffmpeg
@@ -44,12 +49,11 @@ def write_video(path: str, frames: Iterable[np.ndarray], fps: float, codec: str 
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
     writer = None
     n = 0
-    pix_fmt = ""
     try:
         for frame in frames:
             if writer is None:
                 h, w = frame.shape[:2]
-                pix_fmt, params = encoder_params(codec, h, w, crf, gop)
+                pix_fmt, params = encoder_params(codec, h, w, crf, gop, pix_fmt)
                 writer = imageio_ffmpeg.write_frames(path, (w, h), fps=fps, codec=CODECS[codec], pix_fmt_in="rgb24",
                                                      pix_fmt_out=pix_fmt, macro_block_size=1, quality=None,
                                                      output_params=params, ffmpeg_log_level="error")

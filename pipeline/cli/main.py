@@ -23,7 +23,7 @@ SUBCOMMANDS = [
     ("tasks", sim.register_tasks, "list the simulated language tasks, scenes and held-out paraphrases"),
     ("collect", sim.register_collect, "collect scripted-expert demonstrations in parallel into one HDF5 file"),
     ("replay", sim.register_replay, "replay a recorded demo's actions in simulation and write an mp4"),
-    ("ingest", data.register_ingest, "validate HDF5 demo files or a LeRobot v3.0 dataset and write DIR/manifest.json + stats.json"),
+    ("ingest", data.register_ingest, "validate HDF5 files or LeRobot v3.0 datasets; write DIR/manifest.json + stats"),
     ("info", data.register_info, "print a summary table of HDF5 demo files, an ingest directory or a LeRobot dataset"),
     ("export", data.register_export, "write demos as a LeRobot v3.0 dataset (parquet + mp4) that LeRobotDataset loads"),
     ("train", train.register_train, "train one multi-task policy by behavior cloning"),
