@@ -165,6 +165,9 @@ def compute_stats(manifest: Manifest, split: str = "train", progress=None) -> di
 def _manifest_path(path: str) -> str:
     mpath = os.path.join(path, "manifest.json") if os.path.isdir(path) else path
     if not os.path.exists(mpath):
+        if os.path.isdir(os.path.join(path, "meta")):
+            raise UserError(f"{path}: a LeRobot dataset: run `mtil ingest {path} --out DIR` once (it decodes the "
+                            "videos into a file training memory-maps), then use DIR")
         raise UserError(f"{path}: no manifest.json (run `mtil ingest` first or pass HDF5 files)")
     return mpath
 

@@ -12,7 +12,7 @@ source scripts/_venv.sh "[test]"
 "$VENV/bin/pip" install --quiet --no-deps robomimic==0.3.0
 # LeRobot 0.4.4's own reader and writer check both directions of the LeRobot format (tests/test_lerobot_library.py);
 # it needs its own environment (it pins torch < 2.11): built once beside the venv, then reused
-export MTIL_LEROBOT_VENV="${MTIL_LEROBOT_VENV:-$(dirname "$(realpath -m "$VENV")")/lerobot-venv}"
+export MTIL_LEROBOT_VENV="${MTIL_LEROBOT_VENV:-${VENV%/}-lerobot}"
 bash scripts/lerobot_env.sh "$VENV" "$MTIL_LEROBOT_VENV"
 export MTIL_LEROBOT_PYTHON="$MTIL_LEROBOT_VENV/bin/python" MTIL_REQUIRE_LEROBOT=1
 "$VENV/bin/ruff" check --quiet .
