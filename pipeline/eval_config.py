@@ -63,6 +63,28 @@ class EvalConfig:
     seeds_from: str = ""
     """HDF5 demo file: start episode i of each task from the initial state of that task's i-th demo in the file
     (the training demos: fitting vs generalization) instead of a fresh seeded layout"""
+    exec_steps: int = 0
+    """actions executed per predicted chunk before re-planning; 0: as trained (the checkpoint's --exec-steps)"""
+    temporal_ensemble: str = "auto"
+    """auto (as trained) | on | off: re-plan every step and average the overlapping chunks (ACT-style)"""
+    ensemble_decay: float = -1.0
+    """temporal ensembling weight exp(-decay * i) of the i-th oldest chunk; -1: as trained"""
+
+    def rollout_overrides(self, action_horizon: int) -> dict:
+        """The policy options this evaluation changes from the checkpoint's ({} for none); checks
+        --exec-steps against the checkpoint's chunk length."""
+        from mtil.datasets.errors import check_range
+
+        out: dict = {}
+        if self.exec_steps:
+            check_range("--exec-steps", self.exec_steps, 1, action_horizon, integer=True,
+                        note=f" (the checkpoint predicts chunks of {action_horizon})")
+            out["exec_steps"] = self.exec_steps
+        if self.temporal_ensemble != "auto":
+            out["temporal_ensemble"] = self.temporal_ensemble == "on"
+        if self.ensemble_decay != -1.0:
+            out["ensemble_decay"] = self.ensemble_decay
+        return out
 
     def __post_init__(self) -> None:
         from mtil.datasets.errors import check_range
@@ -74,6 +96,11 @@ class EvalConfig:
             raise UserError(f"--instructions must be train, heldout or all, got {self.instructions!r}")
         if self.condition not in ("auto", "language", "video", "goal_image"):
             raise UserError(f"--condition must be auto, language, video or goal_image, got {self.condition!r}")
+        if self.temporal_ensemble not in ("auto", "on", "off"):
+            raise UserError(f"--temporal-ensemble must be auto, on or off, got {self.temporal_ensemble!r}")
+        if self.ensemble_decay != -1.0:
+            check_range("--ensemble-decay", self.ensemble_decay, 0, 10)
+        check_range("--exec-steps", self.exec_steps, 0, 1024, integer=True)
         if self.goal_source not in ("expert", "demos"):
             raise UserError(f"--goal-source must be expert or demos, got {self.goal_source!r}")
         if self.seeds_from and not os.path.isfile(self.seeds_from):

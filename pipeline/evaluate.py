@@ -19,6 +19,7 @@ held-out demonstration in the same scene, recorded just before the policy's epis
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -43,7 +44,8 @@ def file_sha256(path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ workers
-def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps: int, video_size: int):
+def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps: int, video_size: int,
+            overrides: dict | None = None):
     """Worker side (pipeline/sim/pool.py): one policy copy, one simulator per task; the handler runs one
     episode ``(row, seed, record, i)`` and returns ``(result, frames, goal)``."""
     import torch
@@ -56,6 +58,8 @@ def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps
     from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
     policy, _ = load_policy(policy_source, ema=ema)
+    if overrides:  # rollout options changed at evaluation (--exec-steps, --temporal-ensemble)
+        policy.cfg = dataclasses.replace(policy.cfg, **overrides)
     envs = {}
 
     def handle(job):
@@ -114,6 +118,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(cfg.checkpoint)
     # what a worker rebuilds the policy from: the file, or the weights themselves (spawned processes)
     policy_source = cfg.checkpoint if checkpoint is None else checkpoint.for_inference(not cfg.raw_weights)
+    overrides = cfg.rollout_overrides(ckpt.policy_config.action_horizon)
     rows, env_args = plan_rows(cfg, ckpt)
     _embed_instructions(rows, ckpt)  # here, once: workers never load the language model
     check_envs(rows, env_args, ckpt, cfg.checkpoint)  # before any worker: each env builds, gives the policy's keys
@@ -122,7 +127,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
     t0 = time.time()
     finished = _run_episodes(cfg, rows, episodes, out, (policy_source, not cfg.raw_weights, env_args, rows,
-                                                        cfg.max_steps, cfg.video_size), on_episode_start)
+                                                        cfg.max_steps, cfg.video_size, overrides), on_episode_start)
     meta = {"checkpoint": os.path.abspath(cfg.checkpoint) if checkpoint is None else cfg.checkpoint,
             "checkpoint_sha256": file_sha256(cfg.checkpoint) if checkpoint is None else "(in memory)",
             "step": ckpt.step, "seconds": time.time() - t0, **error_summary(episodes, finished),

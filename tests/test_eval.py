@@ -254,3 +254,19 @@ def test_full_disk_loses_videos_not_episodes(trained, tmp_path, monkeypatch, cap
                                  video_episodes=1))
     assert res["rows"][0]["n"] == 2 and res["complete"] is True
     assert "video not written (No space left on device)" in capsys.readouterr().err
+
+
+def test_eval_overrides_rollout_options(trained, tmp_path, fails):
+    """--exec-steps / --temporal-ensemble change how the trained chunks are executed at evaluation only; the
+    report records them, and an --exec-steps longer than the checkpoint's chunk is refused before any worker."""
+    from mtil.pipeline.cli.main import main
+
+    fails(["eval", trained, "--out", str(tmp_path / "x"), "--exec-steps", "9"], "--exec-steps", "chunks of 8")
+    fails(["eval", trained, "--out", str(tmp_path / "x"), "--temporal-ensemble", "yes"], "--temporal-ensemble")
+    assert not (tmp_path / "x").exists()
+    args = ["--episodes-per-task", "1", "--workers", "1", "--max-steps", "6", "--video-episodes", "0"]
+    assert main(["eval", trained, "--out", str(tmp_path / "a"), *args, "--exec-steps", "1"]) == 0
+    assert main(["eval", trained, "--out", str(tmp_path / "b"), *args, "--temporal-ensemble", "on"]) == 0
+    for name, key, value in (("a", "exec_steps", 1), ("b", "temporal_ensemble", "on")):
+        report = json.loads((tmp_path / name / "eval.json").read_text())
+        assert report["config"][key] == value and report["rows"][0]["errors"] == 0
