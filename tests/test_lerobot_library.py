@@ -88,7 +88,8 @@ def test_lerobot_loads_our_export(lerobot_python, collected, tmp_path):
     np.testing.assert_array_equal(got["observation.environment_state"], cat("object").astype(np.float32))
     np.testing.assert_array_equal(got["action"], cat("actions").astype(np.float32))
     assert list(got["task"]) == [d["task"] for d in demos for _ in range(len(d["actions"]))]
-    np.testing.assert_array_equal(got["episode_index"], np.repeat(np.arange(len(demos)), [len(d["actions"]) for d in demos]))
+    lengths = [len(d["actions"]) for d in demos]
+    np.testing.assert_array_equal(got["episode_index"], np.repeat(np.arange(len(demos)), lengths))
     for cam in ("agentview", "robot0_eye_in_hand"):
         frames = np.round(got[f"observation.images.{cam}"].transpose(0, 2, 3, 1) * 255)  # LeRobot: (C, H, W) in [0, 1]
         _close_images(frames, cat(f"{cam}_image"))
@@ -103,7 +104,8 @@ def test_dataset_written_by_lerobot_ingests_trains_and_evaluates(lerobot_python,
             "lengths": np.array([len(d["actions"]) for d in demos]),
             "action": np.concatenate([d["actions"] for d in demos]).astype(np.float32),
             "names:action": np.array(["x", "y", "z", "roll", "pitch", "yaw", "gripper"]),
-            "observation.state": np.concatenate([np.concatenate([d[k] for k in proprio], 1) for d in demos]).astype(np.float32),
+            "observation.state": np.concatenate([np.concatenate([d[k] for k in proprio], 1)
+                                                 for d in demos]).astype(np.float32),
             "names:observation.state": np.array([f"{k}.{i}" for k in proprio for i in range(demos[0][k].shape[1])])}
     for cam in ("agentview", "robot0_eye_in_hand"):
         spec[f"observation.images.{cam}"] = np.concatenate([d[f"{cam}_image"] for d in demos])
