@@ -43,6 +43,11 @@ class TrainConfig(PolicyOptions):
     proportional to task size ^ --sampler-alpha: between the two)"""
     sampler_alpha: float = 0.5
     """power sampler: exponent alpha of p(task) ~ n_task^alpha (0: stratified, 1: size)"""
+    gripper_oversample: int = 1
+    """draw the windows within --gripper-window steps of a gripper switch (the last action dimension changing
+    sign) this many times as often as the other windows of their task (1: off); tasks keep their share"""
+    gripper_window: int = 8
+    """--gripper-oversample: steps before and after a gripper switch that count as near it"""
     resume: bool = False
     """continue from RUN/last.pt (the config must be unchanged)"""
     save_every: int = 500
@@ -136,6 +141,8 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, str]] = {
     "batch_size": (1, None, ""),
     "goal_prob": (*RANGES["goal_prob"], ""),
     "sampler_alpha": (0.0, 1.0, " (0: stratified, 1: size)"),
+    "gripper_oversample": (1, 100, " (1: off)"),
+    "gripper_window": (0, 10000, ""),
     "save_every": (1, None, ""),
     "eval_every": (0, None, " (0: only at the end)"),
     "rollout_every": (0, None, " (0: off)"),

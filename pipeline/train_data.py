@@ -104,8 +104,11 @@ def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[
     keys = pcfg.image_keys + pcfg.lowdim_keys
     ds = WindowedDataset(manifest, splits, keys, cfg.obs_horizon, cfg.action_horizon,
                          goal=GoalSampling(cfg.goal_max_offset or None, seed=cfg.seed) if goal else None)
-    mode = sampler_mode(cfg, ds.task_indices())
-    sampler = StratifiedTaskBatchSampler(ds.task_indices(), cfg.batch_size, mode, cfg.seed, rank=rank,
+    indices = ds.task_indices()
+    mode = sampler_mode(cfg, indices)
+    if cfg.gripper_oversample > 1:
+        indices = oversample_switches(ds, indices, cfg.gripper_oversample, cfg.gripper_window, quiet=rank != 0)
+    sampler = StratifiedTaskBatchSampler(indices, cfg.batch_size, mode, cfg.seed, rank=rank,
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
     if cfg.kind.uses_video and rank == 0:
         note_own_clips(ds)
@@ -115,6 +118,31 @@ def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[
     if rank == 0 and not cfg.kind.uses_video and manifest.count("valid"):
         valid_ds = WindowedDataset(manifest, "valid", ds.obs_keys, cfg.obs_horizon, cfg.action_horizon, goal=ds.goal)
     return TrainData(manifest, stats, ds, sampler, valid_ds, workers, on_device)
+
+
+def near_gripper_switch(ds: WindowedDataset, window: int) -> np.ndarray:
+    """Per sample (global step index): whether its step lies within ``window`` steps of a step of the same
+    demo where the gripper command (the last action dimension) changes sign."""
+    closed = ds.actions[:, -1] > 0
+    near = np.zeros(len(closed), bool)
+    for s, n in zip(ds.starts, ds.lengths):
+        switches = s + 1 + np.flatnonzero(closed[s + 1:s + n] != closed[s:s + n - 1])
+        for c in switches:
+            near[max(s, c - window):min(s + n, c + window + 1)] = True
+    return near
+
+
+def oversample_switches(ds: WindowedDataset, task_indices: list[np.ndarray], factor: int, window: int,
+                        quiet: bool = False) -> list[np.ndarray]:
+    """Each task's indices with the windows near a gripper switch repeated ``factor`` times: the sampler draws
+    them that much more often within their task (every batch keeps its per-task counts)."""
+    near = near_gripper_switch(ds, window)
+    out = [np.concatenate([ix] + [ix[near[ix]]] * (factor - 1)) for ix in task_indices]
+    if not quiet:
+        share = near[np.concatenate(task_indices)].mean() if len(near) else 0.0
+        print(f"data: {share:.0%} of the training windows lie within {window} steps of a gripper switch; drawn "
+              f"{factor}x as often (--gripper-oversample)", file=sys.stderr)
+    return out
 
 
 def sampler_mode(cfg: TrainConfig, task_indices: list[np.ndarray]) -> str | list[float]:

@@ -60,7 +60,7 @@ BAD_TRAIN = [
     ("obs_horizon", "0"), ("action_horizon", "0"), ("exec_steps", "0"), ("exec_steps", "9"),
     ("feature_dim", "0"), ("hidden_dim", "-3"), ("gmm_modes", "0"), ("shift_pad", "-1"),
     ("trunk_layers", "0"), ("trunk_heads", "0"), ("trunk_dropout", "1"), ("trunk_dropout", "nan"),
-    ("flow_steps", "0"),
+    ("flow_steps", "0"), ("gripper_oversample", "0"), ("gripper_oversample", "101"), ("gripper_window", "-1"),
 ]
 
 
@@ -116,7 +116,8 @@ def test_cuda_device_index_beyond_the_gpus(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------- 3: mtil eval
 BAD_EVAL = [("video_size", "0"), ("video_size", "5000"), ("max_steps", "0"), ("seed", "-1"),
-            ("episodes_per_task", "0"), ("workers", "0"), ("workers", "65"), ("video_episodes", "-1")]
+            ("episodes_per_task", "0"), ("workers", "0"), ("workers", "65"), ("video_episodes", "-1"),
+            ("exec_steps", "-1"), ("ensemble_decay", "nan"), ("ensemble_decay", "-2")]
 
 
 def test_every_numeric_eval_option_has_a_bad_value_tested():
@@ -127,7 +128,7 @@ def test_every_numeric_eval_option_has_a_bad_value_tested():
 def test_bad_numeric_eval_option(name, value, tmp_path, capsys):
     opt = "--" + name.replace("_", "-")
     err = _fails(["eval", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "ev"), opt, value], capsys,
-                 f"{opt} must be an integer", f"got {value}")
+                 f"{opt} must be a", f"got {value}")
     assert "missing.pt" not in err and not (tmp_path / "ev").exists()
 
 

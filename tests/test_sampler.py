@@ -161,3 +161,35 @@ def test_power_sampler_is_between_stratified_and_size(alpha, want):
     s = StratifiedTaskBatchSampler(idx, 30, mode, seed=0)
     for batch in list(iter(s))[:3]:
         assert [int((np.asarray(batch) < 400).sum()), int((np.asarray(batch) >= 400).sum())] == want
+
+
+def test_gripper_switch_windows_are_drawn_more_often(tmp_path, capsys):
+    """--gripper-oversample F: windows within --gripper-window steps of a gripper switch come F times per cycle
+    of their task, the others once; per-task counts per batch are unchanged."""
+    import h5py
+
+    from mtil.datasets.manifest import build_manifest
+    from mtil.datasets.synthetic import write_synthetic
+    from mtil.datasets.windowed import WindowedDataset
+    from mtil.pipeline.train_data import near_gripper_switch, oversample_switches
+
+    path = write_synthetic(str(tmp_path / "d.hdf5"), demos_per_task=2, steps=20)
+    with h5py.File(path, "r+") as f:  # demo_0 closes at step 10; the others never switch
+        for name in f["data"]:
+            a = f[f"data/{name}/actions"]
+            a[:, -1] = np.where((np.arange(20) >= 10) & (name == "demo_0"), 1.0, -1.0)
+    manifest, _ = build_manifest([path], valid_fraction=0.0)
+    ds = WindowedDataset(manifest, action_horizon=4)
+    near = near_gripper_switch(ds, 2)
+    first = [d.name for d in ds.demos].index("demo_0")
+    s = int(ds.starts[first])
+    assert np.flatnonzero(near).tolist() == list(range(s + 8, s + 13))
+    idx = ds.task_indices()
+    boosted = oversample_switches(ds, idx, 3, 2)
+    assert "lie within 2 steps of a gripper switch; drawn 3x" in capsys.readouterr().err
+    counts = Counter(np.concatenate(boosted).tolist())
+    assert {i for i, c in counts.items() if c == 3} == set(range(s + 8, s + 13))
+    assert sum(counts.values()) == len(ds) + 2 * 5
+    sampler = StratifiedTaskBatchSampler(boosted, 8, seed=0)
+    for batch in list(iter(sampler))[:5]:
+        assert Counter(int(ds.step_task[i]) for i in batch) == {0: 4, 1: 4}
