@@ -170,10 +170,25 @@ def test_ingest_help_documents_instruction_precedence(capsys):
 
 # ---------------------------------------------------------------------------- 8. quickstart/ ignored
 def test_quickstart_output_folder_is_git_ignored():
-    from mtil.pipeline.quickstart import QuickstartConfig
+    from mtil.pipeline.quickstart import PRESETS, QuickstartConfig
 
-    default_out = QuickstartConfig.__dataclass_fields__["out"].default
     if not os.path.isdir(os.path.join(REPO_ROOT, ".git")):
         pytest.skip("not a git checkout")
-    r = subprocess.run(["git", "check-ignore", "-q", f"{default_out}/report.md"], cwd=REPO_ROOT)
-    assert r.returncode == 0, f"{default_out}/ (mtil quickstart's default --out) is not in .gitignore"
+    for preset in PRESETS:
+        default_out = QuickstartConfig(preset=preset).out
+        r = subprocess.run(["git", "check-ignore", "-q", f"{default_out}/report.md"], cwd=REPO_ROOT)
+        assert r.returncode == 0, f"{default_out}/ (mtil quickstart --preset {preset}'s --out) is not in .gitignore"
+
+
+def test_quickstart_presets_fill_what_is_not_given():
+    from mtil.datasets.errors import UserError
+    from mtil.pipeline.quickstart import QuickstartConfig
+
+    suite = QuickstartConfig(preset="suite")
+    assert (suite.tasks, suite.demos_per_task, suite.steps, suite.episodes_per_task, suite.max_steps) == \
+        ("all", 45, 6000, 50, 250)
+    lifts = QuickstartConfig(steps=10)  # an option given wins over the preset
+    assert (lifts.tasks, lifts.steps, lifts.max_steps, lifts.out) == ("lift_red,lift_green,lift_blue", 10, 200,
+                                                                      "quickstart")
+    with pytest.raises(UserError, match="--preset must be one of lifts, suite"):
+        QuickstartConfig(preset="big")
