@@ -61,6 +61,8 @@ NOT_RUN = {  # every other ```bash block, and why it is not run here
                                         "(tests/test_dagger.py runs it small)",
     "Your own data#1": "needs the user's own files (demos/*.hdf5, lift.hdf5, can.hdf5)",
     "Your own data#2": "needs robomimic's stock Lift file (lift_robomimic.hdf5, a download)",
+    "Your own data#3": "needs a LeRobot dataset and a collected file; tests/test_lerobot.py and "
+                       "tests/test_lerobot_library.py run these commands on small data",
 }
 SHRINK = {  # per subcommand, option -> small value: replaces the README's value, or is added
     "collect": {"--tasks": "lift_red,lift_blue", "--demos-per-task": "1", "--workers": "1"},
