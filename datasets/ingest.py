@@ -24,6 +24,7 @@ from mtil.datasets.lerobot_ingest import check_lerobot_sources, convert_lerobot_
 from mtil.datasets.lerobot_read import inspect_lerobot, is_lerobot_dir
 from mtil.datasets.manifest import Manifest, build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
+from mtil.datasets.text_table import text_table
 
 
 @dataclass
@@ -208,12 +209,6 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def info(paths: list[str], instruction: str | None = None) -> tuple[str, int]:
     """A readable summary of HDF5 files or ingest directories; returns (text, number of problems)."""
     if not paths:
@@ -229,10 +224,10 @@ def info(paths: list[str], instruction: str | None = None) -> tuple[str, int]:
         if os.path.isdir(path):
             manifest, _ = load_manifest(path)
             out.append(f"== {path} (ingested manifest, {len(manifest.files)} file(s))")
-            out.append(_table([[str(t.id), t.instruction, str(t.num_demos), str(t.num_steps),
+            out.append(text_table([[str(t.id), t.instruction, str(t.num_demos), str(t.num_steps),
                                 f"{t.num_train}/{t.num_valid}"] for t in manifest.tasks],
                               ["task", "instruction", "demos", "steps", "train/valid"]))
-            out.append(_table([[k, "x".join(map(str, v.shape)), v.dtype,
+            out.append(text_table([[k, "x".join(map(str, v.shape)), v.dtype,
                                 "image" if v.image else "low-dim"] for k, v in manifest.obs.items()],
                               ["obs key", "shape", "dtype", "kind"]))
             out.append(f"action dim: {manifest.action_dim}")
@@ -244,11 +239,11 @@ def info(paths: list[str], instruction: str | None = None) -> tuple[str, int]:
             tasks: dict[str, list[int]] = {}
             for d in fi.demos:
                 tasks.setdefault(d.instruction or "(no instruction)", []).append(d.length)
-            out.append(_table([[text, str(len(ls)), str(sum(ls)), f"{min(ls)}..{max(ls)}"]
+            out.append(text_table([[text, str(len(ls)), str(sum(ls)), f"{min(ls)}..{max(ls)}"]
                                for text, ls in tasks.items()], ["task", "demos", "steps", "length"]))
         if fi.obs:
             stored = {v: k for k, v in fi.key_map.items()}
-            out.append(_table([[k, stored.get(k, k), "x".join(map(str, v.shape)), v.dtype,
+            out.append(text_table([[k, stored.get(k, k), "x".join(map(str, v.shape)), v.dtype,
                                 "compressed" if v.compressed else "contiguous"] for k, v in fi.obs.items()],
                               ["obs key", "stored as", "shape", "dtype", "storage"]))
         if fi.action_dim is not None:

@@ -8,6 +8,7 @@ import os
 
 from mtil.datasets.errors import DataError, UserError
 from mtil.datasets.lerobot_read import LeRobotInfo, inspect_lerobot, is_lerobot_dir
+from mtil.datasets.text_table import text_table
 
 
 def _env_from(path: str) -> dict:
@@ -71,21 +72,19 @@ def moved_files(manifest, tmp: str, out: str):
 
 
 def lerobot_summary(info: LeRobotInfo) -> list[str]:
-    from mtil.datasets.ingest import _table
-
     out = [f"== {info.root}  (LeRobot v3.0 dataset, {len(info.episodes)} episodes, {info.num_frames} frames, "
            f"{info.fps:g} fps, robot {info.robot_type or '-'})"]
     if info.episodes:
         tasks: dict[str, list[int]] = {}
         for e in info.episodes:
             tasks.setdefault(e.task, []).append(e.length)
-        out.append(_table([[t, str(len(ls)), str(sum(ls)), f"{min(ls)}..{max(ls)}"] for t, ls in tasks.items()],
+        out.append(text_table([[t, str(len(ls)), str(sum(ls)), f"{min(ls)}..{max(ls)}"] for t, ls in tasks.items()],
                           ["task", "episodes", "frames", "length"]))
     rows = [[f, fmt_key, "x".join(map(str, s)), "video " + info.codecs.get(f, "?")] for f, s in info.cameras.items()
             for fmt_key in [_camera(f)]]
     rows += [[f, k, str(b - a), "low-dim"] for f, parts in info.lowdim.items() for k, a, b in parts]
     if rows:
-        out.append(_table(rows, ["feature", "mtil key", "shape", "kind"]))
+        out.append(text_table(rows, ["feature", "mtil key", "shape", "kind"]))
     env = "yes (written by mtil export)" if (info.mtil or {}).get("env_args") else "none (give --env-from at ingest)"
     out.append(f"action dim: {info.action_dim or '-'}   env_args: {env}")
     if info.problems:

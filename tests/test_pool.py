@@ -108,3 +108,36 @@ def test_robosuite_banner_is_silenced_but_its_warnings_are_not():
                        env={**os.environ, "MUJOCO_GL": "egl"})
     assert "macro" not in p.stderr and "robosuite_models" not in p.stderr and "mink" not in p.stderr, p.stderr
     assert "a real warning" in p.stderr
+
+
+class _SigintWhilePickled:
+    """Sends this process a SIGINT while the pool pickles it for a starting worker (inside proc.start())."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        return (float, (0.0,))
+
+
+def test_ctrl_c_while_a_worker_starts_is_not_lost():
+    """A Ctrl-C that lands while a worker is being started is raised in the parent (it was once ignored in that
+    window and the run went on), and the workers started so far are stopped."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(KeyboardInterrupt):
+        with WorkerPool(functools.partial, (math.pow, _SigintWhilePickled()), workers=2, name="test"):
+            time.sleep(2)
+    time.sleep(0.5)
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == []
+
+
+def test_a_started_worker_ignores_sigint_and_does_not_block_it():
+    """Workers start with SIGINT blocked (inherited) and worker_setup turns that into ignored + unblocked."""
+    with WorkerPool(functools.partial, (math.sqrt,), workers=1, name="test") as pool:
+        pool.submit("a", 4.0)
+        assert dict(pool.results()) == {"a": 2.0}
+        status = open(f"/proc/{pool.workers[0].proc.pid}/status").read()
+    fields = dict(line.split(":\t") for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn")))
+    bit = 1 << (signal.SIGINT - 1)
+    assert int(fields["SigIgn"], 16) & bit and not int(fields["SigBlk"], 16) & bit

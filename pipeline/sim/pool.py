@@ -82,8 +82,10 @@ def quiet_robosuite() -> None:
 
 
 def worker_setup() -> None:
-    """First call in every worker: ignore SIGINT, get SIGKILL when the parent dies, quiet robosuite."""
+    """First call in every worker: ignore SIGINT (it arrives blocked, ``WorkerPool._start``: a Ctrl-C during
+    the imports waits, then is dropped here), get SIGKILL when the parent dies, quiet robosuite."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.setdefault("MUJOCO_GL", "egl")
     quiet_robosuite()
     try:
@@ -144,8 +146,12 @@ class WorkerPool:
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> WorkerPool:
-        for _ in range(self.n):
-            self._start()
+        try:
+            for _ in range(self.n):
+                self._start()
+        except BaseException:  # Ctrl-C while starting: stop the workers already started
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -155,19 +161,25 @@ class WorkerPool:
         mine, theirs = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(target=_serve, args=(self.make_handler, self.args, theirs), daemon=True,
                                 name=f"mtil-{self.name}")
-        # SIGINT ignored while it starts: the spawned interpreter inherits that, so a Ctrl-C during its
-        # imports prints no traceback in it (worker_setup then ignores it for good)
+        # SIGINT blocked while it starts: the spawned interpreter inherits the mask, so a Ctrl-C during its
+        # imports prints no traceback in it (worker_setup ignores SIGINT, then unblocks it). Blocked, not
+        # ignored: a Ctrl-C in this window stays pending here and is raised once it is unblocked (an ignored
+        # one was lost, and the evaluation went on: seen under load in CI, 2026-11-30).
         import threading
 
         main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        if main:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            proc.start()
+            try:
+                proc.start()
+            finally:
+                if proc.pid is not None:  # started: close() must be able to stop it
+                    self.workers.append(_Worker(proc, mine))
+                theirs.close()  # only the child holds it now: its death closes the pipe
         finally:
             if main:
-                signal.signal(signal.SIGINT, old)
-        theirs.close()  # only the child holds it now: its death closes the pipe
-        self.workers.append(_Worker(proc, mine))
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def close(self) -> None:
         """Stop every worker: ask, wait up to 5 s, then kill. Safe to call twice."""
