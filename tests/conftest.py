@@ -90,3 +90,16 @@ def fails(capsys):
         return err
 
     return check
+
+
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Every test starts with SIGINT as a user's shell gives it to a fresh process: Python's default handler,
+    not blocked. (In the full suite something earlier left the pytest process ignoring or blocking it, and
+    the Ctrl-C tests, which inherit that state in their subprocesses, timed out; seen 2026-11-30.)"""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield
