@@ -18,20 +18,17 @@ import numpy as np
 
 from mtil.datasets import lerobot_format as fmt
 from mtil.datasets.errors import DataError, Problem
-from mtil.datasets.lerobot_read import LeRobotInfo, _fixed_lists
+from mtil.datasets.lerobot_read import LeRobotInfo, fixed_lists
 
 
 def _write_tables(info: LeRobotInfo, data: h5py.Group) -> None:
     """actions and low-dim observations of every episode, from the data parquet files."""
     import pyarrow.parquet as pq
 
-    by_file: dict[str, list] = {}
-    for ep in info.episodes:
-        by_file.setdefault(ep.data_file, []).append(ep)
-    for rel, eps in by_file.items():
+    for rel, eps in info.episodes_by_data_file().items():
         table = pq.read_table(os.path.join(info.root, rel), columns=["episode_index", "action", *info.lowdim])
         episode = table.column("episode_index").to_numpy()
-        columns = {name: _fixed_lists(table.column(name), table.num_rows, rel, info)
+        columns = {name: fixed_lists(table.column(name), table.num_rows, rel, info)
                    for name in ["action", *info.lowdim]}
         for ep in eps:
             rows = np.flatnonzero(episode == ep.index)

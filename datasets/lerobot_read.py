@@ -50,6 +50,13 @@ class LeRobotInfo:
     def num_frames(self) -> int:
         return sum(e.length for e in self.episodes)
 
+    def episodes_by_data_file(self) -> dict[str, list[EpisodeMeta]]:
+        """The episodes grouped by the data parquet file that holds their frames."""
+        out: dict[str, list[EpisodeMeta]] = {}
+        for ep in self.episodes:
+            out.setdefault(ep.data_file, []).append(ep)
+        return out
+
     def obs_keys(self) -> dict[str, tuple[int, ...]]:
         keys: dict[str, tuple[int, ...]] = {fmt.camera_key(f): s for f, s in self.cameras.items()}
         for parts in self.lowdim.values():
@@ -223,7 +230,7 @@ def _read_episodes(info: LeRobotInfo, tasks: dict[int, str]) -> None:
         info.problem(fmt.EPISODES_DIR, "lists an episode_index twice")
 
 
-def _fixed_lists(column, n: int, where: str, info: LeRobotInfo) -> np.ndarray | None:
+def fixed_lists(column, n: int, where: str, info: LeRobotInfo) -> np.ndarray | None:
     """A parquet column of fixed-size lists (or plain numbers) as an (n, D) float array."""
     import pyarrow as pa
 
@@ -238,10 +245,7 @@ def _fixed_lists(column, n: int, where: str, info: LeRobotInfo) -> np.ndarray | 
 
 def _check_data(info: LeRobotInfo, tasks: dict[int, str]) -> None:
     """Every data file: the rows of each of its episodes where the episode table says, with finite values."""
-    by_file: dict[str, list[EpisodeMeta]] = {}
-    for ep in info.episodes:
-        by_file.setdefault(ep.data_file, []).append(ep)
-    for rel, eps in by_file.items():
+    for rel, eps in info.episodes_by_data_file().items():
         table = _parquet(info, rel, columns=["index", "episode_index", "task_index", "action", *info.lowdim])
         if table is None:
             continue
@@ -256,7 +260,7 @@ def _check_data(info: LeRobotInfo, tasks: dict[int, str]) -> None:
             if index[rows[0]] != ep.start:
                 info.problem(where, f"starts at index {index[rows[0]]}, the episode table says {ep.start}")
         for name in ["action", *info.lowdim]:
-            values = _fixed_lists(table.column(name), table.num_rows, f"{rel}: {name}", info)
+            values = fixed_lists(table.column(name), table.num_rows, f"{rel}: {name}", info)
             if values is None:
                 continue
             bad = np.flatnonzero(~np.isfinite(values.astype(np.float64)).all(axis=1))
