@@ -5,13 +5,14 @@
 #   rungs (training): base | gripper | transformer | flow | trans_grip | grip_over (windows near gripper switches x3)
 #   @EVAL (evaluation only, same checkpoint): te (temporal ensembling) | exec1 | exec2 | exec8 (actions per chunk)
 # Each rung: WORKDIR/seed_S/RUNG/{run,eval[_EVAL]}; a finished step is skipped (rerun continues). Logs beside them.
+# DEMOS=FILE shares one collection between training seeds (default: WORKDIR/seed_S/demos.hdf5, collected with seed S).
 set -euo pipefail
 W="$1"; S="$2"; shift 2
 MTIL="${MTIL:-mtil}"
 mkdir -p "$W/seed_$S"
-DEMOS="$W/seed_$S/demos.hdf5"
+DEMOS="${DEMOS:-$W/seed_$S/demos.hdf5}"
 [ -f "$DEMOS" ] || "$MTIL" collect --tasks all --demos-per-task 45 --seed "$S" --image-size 64 --noise 0.2 \
-  --workers 2 --out "$DEMOS" --no-progress > "$W/seed_$S/collect.log" 2>&1
+  --workers 2 --out "$DEMOS" --no-progress > "${DEMOS%.hdf5}.collect.log" 2>&1
 for SPEC in "$@"; do
   RUNG="${SPEC%@*}"; EV=""; [ "$SPEC" != "$RUNG" ] && EV="${SPEC#*@}"
   case "$EV" in

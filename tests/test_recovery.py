@@ -207,3 +207,27 @@ def test_expert_descends_while_centring_on_the_grasp(envs):
                 break
         assert held >= 5, f"seed {seed}: no lift"
     assert early > 0  # descending high and > 1 cm off: the old rule never did
+
+
+def test_expert_grasps_a_box_turned_against_the_fingers_without_turning(envs):
+    """Issue 23: the expert used to turn the fingers to the box's faces in an episode's first steps and
+    closed only within 0.1 rad of them; policies arrived 30 degrees off and waited. Now it never turns
+    about z and closes at whatever yaw: a box 35 degrees off the fingers is lifted, with no yaw command."""
+    env = envs("lift_red")
+    env.reset(seed=21)
+    expert = ScriptedExpert("lift_red", env.raw, np.random.default_rng(2))
+    eef, yaw = _eef(env), expert.eef_yaw(env.raw) + 0.61  # 35 degrees: the worst of 0-45 seen in the probe
+    raw = env.raw
+    pose = np.r_[eef[0], eef[1], raw.table_top() + 0.02, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+    raw.sim.data.set_joint_qpos(raw.objects["red_cube"].joints[0], pose)
+    raw.sim.forward()
+    decisions, held = [], 0
+    for _ in range(150):
+        a = expert.act(env.raw)
+        decisions.append(expert.decision)
+        assert abs(a[5]) < 0.05, f"yaw command {a[5]:.3f} at {expert.decision}"
+        _, _, _, info = env.step(a)
+        held = held + 1 if info["success"] else 0
+        if held >= 5:
+            break
+    assert held >= 5 and "close" in decisions, decisions[-10:]

@@ -3,8 +3,11 @@
 Action convention (robosuite OSC_POSE, delta input, all in [-1, 1]): ``a[:3]`` eef translation
 (1 = 5 cm), ``a[3:6]`` axis-angle rotation (1 = 0.5 rad) in the robot base frame, ``a[6]`` gripper
 (-1 opens, +1 closes). Translation is a P-controller ``clip(gain * (target - eef))``; rotation keeps the
-gripper pointing straight down and turns it about z to the object's nearest face-aligned yaw (boxes have
-a 90 degree symmetry, cylinders none).
+gripper pointing straight down at the yaw it has: the expert does not turn the fingers to a box's faces.
+It used to (and closed only within 0.1 rad of them), but it turned in the first two steps of an episode
+and DART perturbs translation only, so the demos never showed a turn later on; policies arrived at the
+cube 30 degrees off and waited there with open fingers for a turn they had not learnt (issue 23,
+docs/results.md section 14). The open fingers (8 cm) close on a 4 cm box at any yaw and square it up.
 
 Reactive, not a timed script: there is no phase counter. Every call re-reads the state (object and
 target poses, eef pose, finger opening and velocity, finger contacts) and decides what to do from it,
@@ -16,7 +19,7 @@ dropped object, a policy's off-course rollout: DART and DAgger labels). The deci
   lift -> raise it; stack/place -> rise to carry height, move towards the target, lower while centring
   once within 2 cm of it, open once low and within 12 mm;
 - fingers closed on nothing, or stalled half-closed -> open and rise above the object (retry);
-- eef aligned over the grasp point (xy within 1.5 cm, yaw aligned) and within ``CLOSE_DZ`` above it ->
+- eef over the grasp point (xy within 1.5 cm) and within ``CLOSE_DZ`` above it ->
   close. This is the *decisive* close: a state-visible condition, not "reached the waypoint within
   7 mm", so the demos label the whole band just above the grasp "close", not a 2:1 majority of "open"
   from the P-controller creeping in (docs/design-notes.md has the measurement);
@@ -47,8 +50,8 @@ from mtil.pipeline.sim.tasks import TASKS
 R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 OPEN_GAP = 0.07  # finger gap (m, sum of both finger joints) above which the gripper counts as open
 EMPTY_GAP = 0.012  # finger gap below which closed fingers hold nothing
-CLOSE_DZ = 0.012  # close when the eef is at most this far above the grasp point (and aligned)
-ALIGN_XY = 0.015  # eef within this xy distance of the grasp point (and yaw aligned) may close: every graspable
+CLOSE_DZ = 0.012  # close when the eef is at most this far above the grasp point (and within ALIGN_XY)
+ALIGN_XY = 0.015  # eef within this xy distance of the grasp point may close: every graspable
 # object is 4 cm wide and the open fingers 8 cm apart, so 1.5 cm off-centre still leaves 5 mm of clearance
 FUNNEL_XY = 0.02  # within this xy distance the eef descends to a grasp, or lowers a held object, while centring
 RELEASE_XY = 0.012  # ... and let go once low and within this distance
@@ -63,11 +66,6 @@ def rot_z(yaw: float) -> np.ndarray:
 def rotvec(R: np.ndarray) -> np.ndarray:
     """Axis-angle vector (3,) of a rotation matrix (robosuite's quaternion path, exact near pi too)."""
     return T.quat2axisangle(T.mat2quat(R))
-
-
-def yaw_of(q_wxyz: np.ndarray) -> float:
-    R = T.quat2mat(T.convert_quat(np.asarray(q_wxyz, dtype=np.float64), to="xyzw"))
-    return float(np.arctan2(R[1, 0], R[0, 0]))
 
 
 def wrap(angle: float, period: float = 2 * np.pi) -> float:
@@ -124,14 +122,6 @@ class ScriptedExpert:
         """Yaw of the gripper about world z relative to ``R_DOWN``."""
         R = self.eef_mat(env) @ R_DOWN.T
         return float(np.arctan2(R[1, 0], R[0, 0]))
-
-    def grasp_yaw(self, env) -> float:
-        """Yaw (relative to R_DOWN) aligning the fingers with the object's faces, nearest the current yaw."""
-        cur = self.eef_yaw(env)
-        if env.scene_spec.object(self.task.obj).shape != "box":
-            return cur  # a cylinder: any yaw grips it
-        face = yaw_of(env.object_quat_wxyz(self.task.obj))
-        return cur + wrap(face - cur, np.pi / 2)
 
     def grasp_point(self, env) -> np.ndarray:
         pt = env.object_pos(self.task.obj) + self.style.grasp_offset
@@ -192,25 +182,24 @@ class ScriptedExpert:
         above = grasp_pt + [0, 0, st.approach_height]
         d_xy = float(np.linalg.norm(grasp_pt[:2] - eef[:2]))
         dz = float(eef[2] - grasp_pt[2])
-        yaw = self.grasp_yaw(env)
-        aligned = d_xy < ALIGN_XY and abs(wrap(yaw - cur_yaw)) < 0.1
+        aligned = d_xy < ALIGN_XY
         closing = gap_rate < -0.01
         if gap < EMPTY_GAP or (gap < OPEN_GAP and not closing and not (aligned and dz < CLOSE_DZ)):
             self.decision = "reopen"  # closed on nothing, or stalled half-closed off the grasp: open, rise
             return np.r_[eef[:2], max(eef[2], above[2])] if d_xy > 0.02 else above, -1.0, cur_yaw
         if (aligned and dz < CLOSE_DZ) or (closing and d_xy < 2 * ALIGN_XY and dz < 2 * CLOSE_DZ):
             self.decision = "close"  # (a close under way is kept through small disturbances)
-            return grasp_pt, 1.0, yaw
+            return grasp_pt, 1.0, cur_yaw
         if gap < OPEN_GAP:  # half-closed while not at the grasp: open before anything else
             self.decision = "reopen"
             return np.r_[eef[:2], max(eef[2], above[2])], -1.0, cur_yaw
         if d_xy < FUNNEL_XY:  # descend while centring (the grasp funnel: the height decides, as for release)
             self.decision = "descend"
-            return grasp_pt, -1.0, yaw
+            return grasp_pt, -1.0, cur_yaw
         self.decision = "approach"
         if eef[2] < above[2] - 0.03 and d_xy > 0.03:  # low and far: go up before moving sideways
-            return np.r_[eef[:2], above[2]], -1.0, yaw
-        return above, -1.0, yaw
+            return np.r_[eef[:2], above[2]], -1.0, cur_yaw
+        return above, -1.0, cur_yaw
 
     def _transport(self, env, eef: np.ndarray, obj: np.ndarray, cur_yaw: float) -> tuple[np.ndarray, float, float]:
         """Object held, stack/place: carry it above the target, lower it, let go."""
