@@ -270,3 +270,21 @@ def test_eval_overrides_rollout_options(trained, tmp_path, fails):
     for name, key, value in (("a", "exec_steps", 1), ("b", "temporal_ensemble", "on")):
         report = json.loads((tmp_path / name / "eval.json").read_text())
         assert report["config"][key] == value and report["rows"][0]["errors"] == 0
+
+
+def test_stall_probe_labels_every_visited_state(trained, tmp_path, capsys):
+    """scripts/stall_probe.py (docs/results.md section 14): the policy drives, the expert labels each state."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "stall_probe.py")
+    spec = importlib.util.spec_from_file_location("stall_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    out = tmp_path / "probe.json"
+    assert probe.main([trained, "--tasks", "lift_red", "--episodes", "1", "--max-steps", "25", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["lift_red"]
+    assert [r["step"] for r in rows] == list(range(25)) and not rows[-1]["episode_success"]
+    assert {r["decision"] for r in rows} <= {"approach", "descend", "close", "reopen", "lift"}
+    assert not any(r["stalled"] for r in rows[:11])  # needs 10 steps of history
+    assert all(0.0 <= r["yaw_err"] <= np.pi / 4 + 1e-9 and r["d_xy"] >= 0.0 for r in rows)
+    assert "lift_red:" in capsys.readouterr().out
