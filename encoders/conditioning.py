@@ -71,6 +71,8 @@ class ConditioningConfig:
     """per-frame feature size inside the video encoder (divisible by 4, the attention heads)"""
     video_layers: int = 1
     """temporal transformer layers of the video encoder (0 = mean pooling)"""
+    video_camera: str = ""
+    """image key demo clips come from ("": the policy's first camera); `mtil fit-video --camera` sets it"""
     goal_prob: float = 0.5
     """mixed: share of training samples conditioned on the goal image instead of the instruction"""
 

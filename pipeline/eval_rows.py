@@ -277,8 +277,8 @@ def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
 def _demo_rows(rows: list[Row], cfg: EvalConfig, ckpt: Checkpoint, condition: str,
                tasks: dict[str, str]) -> list[Row]:
     """Rows where the task is shown by a demo from --demos (of its instruction, else of its ``mtil_task``
-    name): a clip of the policy's first camera (video) or that camera's last frame (goal_image), as in
-    training."""
+    name): a clip of the conditioning's video camera (default: the policy's first camera) or the first camera's
+    last frame (goal_image), as in training."""
     if condition not in ("video", "goal_image"):
         return rows
     if not cfg.demos:
@@ -292,7 +292,8 @@ def _demo_rows(rows: list[Row], cfg: EvalConfig, ckpt: Checkpoint, condition: st
     info = inspect_file(cfg.demos)
     if info.problems:
         raise UserError(f"--demos: {info.problems[0]}")
-    key = ckpt.policy_config.image_keys[0]
+    cc = ckpt.policy_config.conditioning_config
+    key = (condition == "video" and cc.video_camera) or ckpt.policy_config.image_keys[0]
     if key not in info.obs:
         raise UserError(f"--demos {cfg.demos}: its demos have no {key} (the camera the policy's task is shown "
                         f"by); they have {', '.join(info.obs)}")
@@ -304,7 +305,7 @@ def _demo_rows(rows: list[Row], cfg: EvalConfig, ckpt: Checkpoint, condition: st
                 raise UserError(f"--demos {cfg.demos}: no demo of task {name!r} ({text!r})")
             frames = f["data"][demo.name]["obs"][info.stored_key(key)]
             if condition == "video":
-                clip = sample_clip(frames, ckpt.policy_config.conditioning_config.video_frames)
+                clip = sample_clip(frames, cc.video_frames)
                 rows.append(Row(name, "video", text, {"video": clip.permute(0, 2, 3, 1).numpy()}))  # (T, H, W, 3)
             else:
                 rows.append(Row(name, "goal image", text, np.asarray(frames[-1])))

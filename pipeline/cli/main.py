@@ -27,6 +27,7 @@ SUBCOMMANDS = [
     ("info", data.register_info, "print a summary table of HDF5 demo files, an ingest directory or a LeRobot dataset"),
     ("export", data.register_export, "write demos as a LeRobot v3.0 dataset (parquet + mp4) that LeRobotDataset loads"),
     ("train", train.register_train, "train one multi-task policy by behavior cloning"),
+    ("fit-video", train.register_fit_video, "fit a demo-video encoder onto a language policy's task space"),
     ("eval", eval_cmd.register_eval, "evaluate a checkpoint by parallel rollouts; report, plot and videos"),
     ("dagger", sim.register_dagger, "DAgger: policy rollouts labelled by the scripted expert, aggregated, retrained"),
     ("quickstart", quickstart.register_quickstart, "collect, train and evaluate a small suite end to end"),

@@ -21,6 +21,28 @@ def register_train(sub, help_text: str) -> None:
     p.set_defaults(func=run)
 
 
+def register_fit_video(sub, help_text: str) -> None:
+    from mtil.pipeline.video_fit import FitVideoConfig
+
+    p = add_config_command(sub, "fit-video", help_text, FitVideoConfig, "The policy is not changed: the encoder "
+                           "learns to put a demo clip where the policy's tasks are in the language space. Then: "
+                           "mtil eval OUT/last.pt --condition video --demos UNSEEN.hdf5", positional=("checkpoint",),
+                           required=("out", "data"))
+
+    def run(a) -> int:
+        from mtil.pipeline.video_fit import FitVideoConfig, fit_video
+
+        r = fit_video(dataclass_from_args(FitVideoConfig, a))
+        for name in ("identification_train", "identification_heldout"):
+            if r[name]:
+                print(f"{name.split('_')[1]} clips ({r['camera']}): {r[name]['correct']}/{r[name]['n']} "
+                      f"= {100 * r[name]['rate']:.0f}% identified as their own task")
+        print(f"wrote {a.out}/last.pt and {a.out}/fit_video.json")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `torchrun -m mtil.pipeline.cli.train ...` (the options of `mtil train`)."""
     import argparse
