@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from mtil.datasets.errors import UserError
@@ -62,6 +63,25 @@ def test_collect_config_errors(tmp_path):
         CollectConfig(out=out, demos_per_task=0)
     with pytest.raises(UserError, match="does not exist"):
         CollectConfig(out=str(tmp_path / "missing_dir" / "x.hdf5"))
+    with pytest.raises(UserError, match="--cameras agentview ceiling: give distinct cameras among agentview"):
+        CollectConfig(out=out, cameras=["agentview", "ceiling"])
+    with pytest.raises(UserError, match="--cameras agentview agentview"):
+        CollectConfig(out=out, cameras=["agentview", "agentview"])
+
+
+def test_collect_records_the_cameras_asked_for(tmp_path):
+    """--cameras: a third view (frontview) recorded beside agentview, the wrist camera left out."""
+    import h5py
+
+    out = tmp_path / "front.hdf5"
+    assert main(["collect", "--tasks", "lift_red", "--demos-per-task", "1", "--workers", "1", "--image-size", "16",
+                 "--cameras", "agentview", "frontview", "--out", str(out), "--no-progress"]) == 0
+    with h5py.File(out) as f:
+        obs = f["data/demo_0/obs"]
+        assert {k for k in obs if k.endswith("_image")} == {"agentview_image", "frontview_image"}
+        assert obs["frontview_image"].shape == obs["agentview_image"].shape
+        assert obs["frontview_image"].shape[1:] == (16, 16, 3)
+        assert not np.array_equal(obs["frontview_image"][0], obs["agentview_image"][0])
 
 
 def test_cli_tasks_lists_everything(capsys):

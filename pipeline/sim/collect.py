@@ -37,6 +37,9 @@ import numpy as np
 from mtil.datasets.atomic import AtomicPath
 from mtil.datasets.errors import UserError
 
+SCENE_CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
+"""the cameras of robosuite's table arena with a Panda, which every suite scene has"""
+
 
 def episode_seed(seed: int, task: str, index: int) -> int:
     """Seed of episode ``index`` of ``task`` in a run with ``--seed seed`` (stable across processes)."""
@@ -60,6 +63,10 @@ class CollectConfig:
     """run seed; episode seeds derive from (seed, task, episode index)"""
     image_size: int = 84
     """camera height = width in pixels"""
+    cameras: list[str] = field(default_factory=lambda: ["agentview", "robot0_eye_in_hand"])
+    """robosuite cameras recorded as <name>_image: agentview, robot0_eye_in_hand, frontview, birdview, sideview,
+    robot0_robotview (a third view no policy trains on gives demo clips from a camera the policy never sees;
+    `mtil train` uses every camera of its data unless --image-keys says otherwise)"""
     next_obs: bool = False
     """store next_obs/<key> as real copies (the observation after each step, the last one from the env);
     without it next_obs/<key> are virtual datasets over obs/<key> shifted by one step (no extra bytes; the
@@ -107,6 +114,10 @@ class CollectConfig:
             raise UserError(f"--workers must be between 1 and 64, got {self.workers}")
         if not 16 <= self.image_size <= 512:
             raise UserError(f"--image-size must be between 16 and 512, got {self.image_size}")
+        bad = [c for c in self.cameras if c not in SCENE_CAMERAS]
+        if bad or not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise UserError(f"--cameras {' '.join(self.cameras)}: give distinct cameras among "
+                            f"{', '.join(SCENE_CAMERAS)}")
         if self.render_quality not in ("fast", "default"):
             raise UserError(f"--render-quality must be 'fast' or 'default', got {self.render_quality!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -287,7 +298,7 @@ def collect(cfg: CollectConfig, policy_loader=None) -> dict:
         raise UserError("--policy: collect() needs policy_loader (mtil.pipeline.checkpoint.rollout_policy_loader)")
     tasks, N = cfg.task_names, cfg.demos_per_task
     tally = _Tally(cfg, cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N))
-    env_args = suite_env_args(cfg.image_size, cfg.render_quality, tasks=tasks)
+    env_args = suite_env_args(cfg.image_size, cfg.render_quality, cameras=cfg.cameras, tasks=tasks)
     remove_stale_temps(cfg.out)
     opts = {"keep_failures": cfg.keep_failures or bool(cfg.policy), "action_noise": cfg.action_noise,
             "dart_noise": cfg.noise, "beta": cfg.beta}
