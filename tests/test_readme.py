@@ -52,7 +52,7 @@ def test_output_into_a_closed_pipe_ends_quietly():
 
 # The user walkthrough: these ```bash blocks run in this order in one folder, each command with SHRINK's
 # sizes. Keys are "<section heading>#<n-th bash block of the section>".
-WALKTHROUGH = ["The loop, step by step#1", "The loop, step by step#2"]
+WALKTHROUGH = ["The loop, step by step#1", "The loop, step by step#2", "Tasks shown by a demo video#1"]
 NOT_RUN = {  # every other ```bash block, and why it is not run here
     "Set up (fresh machine, Python 3.11, Linux)#1": "creates a venv, installs the pinned stack, runs the full "
                                                     "quickstart (minutes)",
@@ -67,6 +67,7 @@ NOT_RUN = {  # every other ```bash block, and why it is not run here
 SHRINK = {  # per subcommand, option -> small value: replaces the README's value, or is added
     "collect": {"--tasks": "lift_red,lift_blue", "--demos-per-task": "1", "--workers": "1"},
     "train": {"--steps": "5", "--batch-size": "8"},
+    "fit-video": {"--steps": "3", "--clips-per-task": "2"},
     "eval": {"--episodes-per-task": "1", "--workers": "1", "--max-steps": "10"},
 }
 # Runs the commands given as JSON in argv[1] one after another in one process (the imports, most of a small
