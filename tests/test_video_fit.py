@@ -83,6 +83,24 @@ def test_fit_video_from_another_camera(policy_run, tmp_path):
     _, fitted = load_policy(str(out / "last.pt"))
     assert fitted.policy_config.conditioning_config.video_camera == "robot0_eye_in_hand_image"
     assert json.loads((out / "fit_video.json").read_text())["camera"] == "robot0_eye_in_hand_image"
+    # `mtil eval --condition video --demos` shows the task by a clip of that camera, not the policy's first
+    import h5py
+
+    from mtil.encoders.video import sample_clip
+    from mtil.pipeline.eval_rows import _demo_rows
+    from mtil.pipeline.evaluate import EvalConfig
+
+    rows = _demo_rows([], EvalConfig(str(out / "last.pt"), str(tmp_path / "ev"), demos=data), fitted, "video",
+                      {"drawer": TASKS[1]})
+    from mtil.datasets.schema import inspect_file
+
+    last = [d.name for d in inspect_file(data).demos if d.instruction == TASKS[1]][-1]  # eval takes the last
+    frames = fitted.policy_config.conditioning_config.video_frames
+    with h5py.File(data) as f:
+        want = {k: sample_clip(f["data"][last]["obs"][k], frames).permute(0, 2, 3, 1).numpy()
+                for k in ("agentview_image", "robot0_eye_in_hand_image")}
+    clip = rows[0].task_input["video"]
+    assert np.array_equal(clip, want["robot0_eye_in_hand_image"]) and not np.array_equal(clip, want["agentview_image"])
 
 
 def test_fit_video_bad_input_exits_2_and_writes_nothing(policy_run, tmp_path, capsys):
