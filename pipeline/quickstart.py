@@ -58,6 +58,12 @@ class QuickstartConfig:
     """camera image size in pixels"""
     seed: int = 0
     """seed of collection and training"""
+    conditioning: str = "language"
+    """language: the policy is evaluated on its instructions | video: after training, a video encoder is fitted
+    onto the policy's task space (`mtil fit-video`) and each task is shown by a clip of one of its validation
+    demos, never trained on (`mtil eval --condition video`)"""
+    video_steps: int = 1500
+    """--conditioning video: steps of fitting the video encoder (`mtil fit-video --steps`)"""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -70,6 +76,8 @@ class QuickstartConfig:
                             "are needed")
         if not 0.0 <= self.noise <= 1.0:
             raise UserError(f"--noise must be in [0, 1], got {self.noise}")
+        if self.conditioning not in ("language", "video"):
+            raise UserError(f"--conditioning must be language or video, got {self.conditioning!r}")
 
 
 def quickstart(cfg: QuickstartConfig) -> dict:
@@ -81,13 +89,13 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     out = os.path.abspath(cfg.out)
     os.makedirs(out, exist_ok=True)
     demos, run, ev = os.path.join(out, "demos.hdf5"), os.path.join(out, "run"), os.path.join(out, "eval")
-    t0 = time.time()
+    t0, n = time.time(), 4 if cfg.conditioning == "video" else 3
     say = lambda text: print(f"[{time.time() - t0:5.0f} s] {text}", file=sys.stderr, flush=True)  # noqa: E731
 
     if os.path.exists(demos):
-        say(f"1/3 demos: reusing {demos}")
+        say(f"1/{n} demos: reusing {demos}")
     else:
-        say(f"1/3 collecting {cfg.demos_per_task} scripted demos for each of {cfg.tasks} ({cfg.workers} workers"
+        say(f"1/{n} collecting {cfg.demos_per_task} scripted demos for each of {cfg.tasks} ({cfg.workers} workers"
             + (f", DART noise {cfg.noise}" if cfg.noise else "") + ")")
         collect(CollectConfig(tasks=cfg.tasks, demos_per_task=cfg.demos_per_task, out=demos, workers=cfg.workers,
                               seed=cfg.seed, image_size=cfg.image_size, noise=cfg.noise))
@@ -95,15 +103,20 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     last = os.path.join(run, "last.pt")
     done_steps = _checkpoint_step(last)
     if done_steps == cfg.steps:
-        say(f"2/3 training: reusing {last}")
+        say(f"2/{n} training: reusing {last}")
     else:
         tcfg.resume = done_steps is not None
-        say(f"2/3 training one language-conditioned policy for {cfg.steps} steps"
+        say(f"2/{n} training one language-conditioned policy for {cfg.steps} steps"
             + (f" (resuming at step {done_steps})" if tcfg.resume else "") + f"; TensorBoard: {run}/tb")
         train(tcfg)
-    say(f"3/3 evaluating {cfg.episodes_per_task} episodes per task ({cfg.workers} workers)")
+    how = {}
+    if cfg.conditioning == "video":
+        last, ev, how = _fit_video(cfg, last, demos, out, say), os.path.join(out, "eval_video"), {
+            "condition": "video", "demos": demos}
+    say(f"{n}/{n} evaluating {cfg.episodes_per_task} episodes per task ({cfg.workers} workers"
+        + (", each task shown by a clip of a validation demo" if how else "") + ")")
     result = evaluate(EvalConfig(checkpoint=last, out=ev, episodes_per_task=cfg.episodes_per_task,
-                                 workers=cfg.workers, max_steps=cfg.max_steps))  # experts lift in ~65 steps
+                                 workers=cfg.workers, max_steps=cfg.max_steps, **how))  # experts lift in ~65 steps
     with open(os.path.join(ev, "report.md")) as f:
         print(f.read())
     overall = headline(result)
@@ -113,6 +126,24 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     print(f"report: {ev}/report.md\nplot:   {ev}/success.png\nvideos: {ev}/videos/\n"
           f"next:   mtil eval {last} --out {out}/eval_heldout --instructions heldout", file=sys.stderr)
     return result
+
+
+def _fit_video(cfg: QuickstartConfig, last: str, demos: str, out: str, say) -> str:
+    """Stage 3 of --conditioning video: OUT/video/last.pt, the policy with a video encoder fitted on clips of its
+    training demos (identification on the validation demos printed)."""
+    from mtil.pipeline.video_fit import FitVideoConfig, fit_video
+
+    path = os.path.join(out, "video", "last.pt")
+    if os.path.exists(path):
+        say(f"3/4 video encoder: reusing {path}")
+        return path
+    say("3/4 fitting a video encoder onto the policy's task space (mtil fit-video, clips of the training demos)")
+    r = fit_video(FitVideoConfig(checkpoint=last, out=os.path.dirname(path), data=[demos], steps=cfg.video_steps,
+                                 seed=cfg.seed))
+    held = r["identification_heldout"]
+    if held:
+        say(f"    validation clips identified as their own task: {held['correct']}/{held['n']}")
+    return path
 
 
 def _checkpoint_step(path: str) -> int | None:

@@ -192,3 +192,22 @@ def test_quickstart_presets_fill_what_is_not_given():
                                                                       "quickstart")
     with pytest.raises(UserError, match="--preset must be one of lifts, suite"):
         QuickstartConfig(preset="big")
+    with pytest.raises(UserError, match="--conditioning must be language or video"):
+        QuickstartConfig(conditioning="onehot")
+
+
+def test_quickstart_with_video_fits_an_encoder_and_evaluates_with_clips(tmp_path, capsys):
+    """--conditioning video: collect, train on words, fit-video, evaluate with each task shown by a clip."""
+    import json
+
+    from mtil.pipeline.cli.main import main
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--conditioning", "video", "--tasks", "lift_red,lift_blue", "--demos-per-task", "3",
+                 "--steps", "2", "--video-steps", "2", "--episodes-per-task", "1", "--max-steps", "5",
+                 "--workers", "1", "--image-size", "16", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "3/4 fitting a video encoder" in err and "4/4 evaluating 1 episodes per task" in err
+    report = json.loads((out / "eval_video" / "eval.json").read_text())
+    assert {r["condition"] for r in report["rows"]} == {"video"} and len(report["rows"]) == 2
+    assert (out / "video" / "fit_video.json").exists() and not (out / "eval").exists()
