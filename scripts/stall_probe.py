@@ -4,9 +4,9 @@ then summarize the steps at which the policy is stalled (eef moved < 5 mm over t
 
     python scripts/stall_probe.py RUN/last.pt --tasks lift_red stack_red_on_green --episodes 4 --out probe.json
 
-Prints, per task, the expert's decisions over stalled steps and, for stalled steps whose expert decision is
-"close", "descend" or "approach", the median errors that kept the expert from closing; also how often the
-policy's gripper command agreed with the expert's. For diagnosis (docs/results.md section 14).
+Prints, per task, the expert's decisions over stalled steps and, for each decision, the median errors to the
+grasp point, finger gap and commands, and how often the sign of the policy's gripper command agreed with the
+expert's. For diagnosis (docs/results.md section 14).
 """
 
 from __future__ import annotations
@@ -46,16 +46,15 @@ def probe_episode(policy, env, task: str, task_id: int, seed: int, max_steps: in
         label = expert.act(env.raw)
         eef = expert.eef_pos(env.raw)
         gp = expert.grasp_point(env.raw)
-        yaw_err = face_yaw_error(env.raw, expert, task)
+        d_xy, dz = float(np.linalg.norm(gp[:2] - eef[:2])), float(eef[2] - gp[2])
         action = np.asarray(policy.predict_action(obs, task_id), dtype=np.float64)
         path.append(eef.copy())
-        rows.append({"step": step, "decision": expert.decision, "d_xy": float(np.linalg.norm(gp[:2] - eef[:2])),
-                     "dz": float(eef[2] - gp[2]), "yaw_err": yaw_err, "gap": expert.finger_gap(env.raw)[0],
+        rows.append({"step": step, "decision": expert.decision, "d_xy": d_xy, "dz": dz,
+                     "yaw_err": face_yaw_error(env.raw, expert, task), "gap": expert.finger_gap(env.raw)[0],
                      "expert_grip": float(label[6]), "policy_grip": float(action[6]),
                      "policy_move": float(np.linalg.norm(action[:3])), "expert_move": float(np.linalg.norm(label[:3])),
                      "stalled": len(path) > 10 and float(np.linalg.norm(path[-1] - path[-11])) < 0.005,
-                     "close_ok_xy": float(np.linalg.norm(gp[:2] - eef[:2])) < ALIGN_XY,
-                     "close_ok_dz": float(eef[2] - gp[2]) < CLOSE_DZ})
+                     "close_ok_xy": d_xy < ALIGN_XY, "close_ok_dz": dz < CLOSE_DZ})
         obs, _, done, _ = env.step(action)
         tracker.step(env.raw, success=done)
         if done:
@@ -63,7 +62,7 @@ def probe_episode(policy, env, task: str, task_id: int, seed: int, max_steps: in
     summary = tracker.summary(bool(done))
     for r in rows:
         r["episode_success"] = bool(done)
-        r["furthest"] = summary.get("furthest_stage")
+        r["furthest"] = summary["stage"]
     return rows
 
 
@@ -99,12 +98,12 @@ def main(argv=None) -> int:
         stalled = [r for r in rows if r["stalled"] and not r["episode_success"]]
         dec = collections.Counter(r["decision"] for r in stalled)
         print(f"\n{task}: {len(stalled)} stalled steps in failed episodes; expert decisions there: {dict(dec)}")
-        for d in ("close", "descend", "approach", "reopen"):
+        for d, n in dec.most_common():
             s = [r for r in stalled if r["decision"] == d]
-            if s:
-                med = {k: round(float(np.median([r[k] for r in s])), 4)
-                       for k in ("d_xy", "dz", "yaw_err", "gap", "policy_grip", "policy_move", "expert_move")}
-                print(f"  {d:9s} n={len(s):4d} median {med}")
+            med = {k: round(float(np.median([r[k] for r in s])), 4)
+                   for k in ("d_xy", "dz", "yaw_err", "gap", "policy_grip", "policy_move", "expert_move")}
+            agree = np.mean([np.sign(r["policy_grip"]) == np.sign(r["expert_grip"]) for r in s])
+            print(f"  {d:9s} n={n:4d} gripper agrees {agree:4.0%} median {med}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(out, f)

@@ -286,5 +286,6 @@ def test_stall_probe_labels_every_visited_state(trained, tmp_path, capsys):
     assert [r["step"] for r in rows] == list(range(25)) and not rows[-1]["episode_success"]
     assert {r["decision"] for r in rows} <= {"approach", "descend", "close", "reopen", "lift"}
     assert not any(r["stalled"] for r in rows[:11])  # needs 10 steps of history
+    assert {r["furthest"] for r in rows} <= {"start", "reached", "grasped"}  # the episode's furthest stage
     assert all(0.0 <= r["yaw_err"] <= np.pi / 4 + 1e-9 and r["d_xy"] >= 0.0 for r in rows)
     assert "lift_red:" in capsys.readouterr().out
