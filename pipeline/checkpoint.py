@@ -138,6 +138,12 @@ def save_checkpoint(path: str, ckpt: dict) -> None:
 
 def load_checkpoint(path: str, map_location="cpu") -> Checkpoint:
     """Load and check a checkpoint; a missing, corrupt, unsafe or foreign file raises UserError."""
+    return read_checkpoint(load_checkpoint_dict(path, map_location), path)
+
+
+def load_checkpoint_dict(path: str, map_location="cpu") -> dict:
+    """The checkpoint file's plain dict as saved (for a command that writes a changed copy of it); a missing,
+    corrupt or unsafe file raises UserError."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: checkpoint file does not exist")
     try:
@@ -147,7 +153,7 @@ def load_checkpoint(path: str, map_location="cpu") -> Checkpoint:
                         f"{str(e).splitlines()[0][:200]})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
         raise UserError(f"{path}: not a readable checkpoint, corrupt or truncated? ({str(e)[:200]})") from None
-    return read_checkpoint(d, path)
+    return d
 
 
 def load_policy(source: str | dict | Checkpoint, device: str = "cpu",

@@ -111,8 +111,9 @@ def quickstart(cfg: QuickstartConfig) -> dict:
         train(tcfg)
     how = {}
     if cfg.conditioning == "video":
-        last, ev, how = _fit_video(cfg, last, demos, out, say), os.path.join(out, "eval_video"), {
-            "condition": "video", "demos": demos}
+        last = _fit_video(cfg, last, demos, out, say)
+        ev = os.path.join(out, "eval_video")
+        how = {"condition": "video", "demos": demos}
     say(f"{n}/{n} evaluating {cfg.episodes_per_task} episodes per task ({cfg.workers} workers"
         + (", each task shown by a clip of a validation demo" if how else "") + ")")
     result = evaluate(EvalConfig(checkpoint=last, out=ev, episodes_per_task=cfg.episodes_per_task,

@@ -176,16 +176,16 @@ def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: 
 
 def fit_video(cfg: FitVideoConfig, progress: bool = True) -> dict:
     """The command: read clips, fit the encoder, measure identification, write OUT/last.pt and the report."""
-    import torch
     import torch.nn.functional as F
 
     from mtil.datasets.atomic import check_writable_dir, write_json_atomic
-    from mtil.pipeline.checkpoint import load_checkpoint, load_policy, save_checkpoint
+    from mtil.pipeline.checkpoint import load_checkpoint_dict, load_policy, read_checkpoint, save_checkpoint
 
     out = check_writable_dir(cfg.out)
     if os.path.exists(os.path.join(out, "last.pt")):
         raise UserError(f"--out {cfg.out}: already holds last.pt; choose another directory")
-    ckpt = load_checkpoint(cfg.checkpoint)
+    d = load_checkpoint_dict(cfg.checkpoint)  # read once: parsed here, written back changed below
+    ckpt = read_checkpoint(d, cfg.checkpoint)
     pcfg, cc = ckpt.policy_config, ckpt.policy_config.conditioning_config
     weights = ckpt.weights(True)
     if not cc.spec.takes_instruction or cc.spec.uses_video or weights["task_lang_emb"].shape[1] == 0:
@@ -205,7 +205,6 @@ def fit_video(cfg: FitVideoConfig, progress: bool = True) -> dict:
               "identification_train": identify(enc, train, targets, cc.video_frames),
               "identification_heldout": identify(enc, held, targets, cc.video_frames) if held.frames else None,
               "tasks": list(pcfg.tasks)}
-    d = torch.load(cfg.checkpoint, map_location="cpu", weights_only=True)
     video = {f"cond.video.{k}": v.detach().clone() for k, v in enc.state_dict().items()}
     d["policy_config"]["conditioning"] = {**cc.to_dict(), "kind": "video",
                                           "video_camera": "" if camera == pcfg.image_keys[0] else camera}

@@ -36,9 +36,7 @@ import numpy as np
 
 from mtil.datasets.atomic import AtomicPath
 from mtil.datasets.errors import UserError
-
-SCENE_CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
-"""the cameras of robosuite's table arena with a Panda, which every suite scene has"""
+from mtil.pipeline.sim.tasks import CAMERAS, SCENE_CAMERAS
 
 
 def episode_seed(seed: int, task: str, index: int) -> int:
@@ -63,7 +61,7 @@ class CollectConfig:
     """run seed; episode seeds derive from (seed, task, episode index)"""
     image_size: int = 84
     """camera height = width in pixels"""
-    cameras: list[str] = field(default_factory=lambda: ["agentview", "robot0_eye_in_hand"])
+    cameras: list[str] = field(default_factory=lambda: list(CAMERAS))
     """robosuite cameras recorded as <name>_image: agentview, robot0_eye_in_hand, frontview, birdview, sideview,
     robot0_robotview (a third view no policy trains on gives demo clips from a camera the policy never sees;
     `mtil train` uses every camera of its data unless --image-keys says otherwise)"""

@@ -41,7 +41,7 @@ import numpy as np
 from mtil.datasets.schema import PROPRIO_KEYS
 from mtil.pipeline.sim.render import FastRenderMixin, RenderSettings, import_robosuite
 from mtil.pipeline.sim.scene import MtilTabletop
-from mtil.pipeline.sim.tasks import SUITE_ENV_NAME, TASKS
+from mtil.pipeline.sim.tasks import CAMERAS, SUITE_ENV_NAME, TASKS
 
 robosuite = import_robosuite()
 import mujoco  # noqa: E402
@@ -52,7 +52,6 @@ from robosuite.controllers.composite.composite_controller_factory import (  # no
 )
 from robosuite.environments.base import REGISTERED_ENVS  # noqa: E402
 
-CAMERAS = ("agentview", "robot0_eye_in_hand")
 CONTROL_FREQ = 20
 
 
