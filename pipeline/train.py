@@ -96,9 +96,7 @@ def build_policy_config(cfg: TrainConfig, manifest: Manifest) -> tuple[PolicyCon
     instructions = [t.instruction for t in manifest.tasks]
     lang_emb = None
     if cfg.kind.uses_language:
-        from mtil.encoders.language import LanguageEncoder
-
-        lang_emb = LanguageEncoder().encode(instructions)
+        lang_emb = cfg.kind.language_encoder().encode(instructions)
     cond = cfg.conditioning_config(len(instructions),
                                    lang_emb.shape[1] if lang_emb is not None else ConditioningConfig.lang_dim)
     pcfg = PolicyConfig.from_manifest(manifest, cfg, cond, cfg.image_keys or None, cfg.lowdim_keys or None)

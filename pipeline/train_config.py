@@ -26,9 +26,10 @@ class TrainConfig(PolicyOptions):
     batch_size: int = 64
     """samples per step (per process under DDP)"""
     conditioning: str = ConditioningConfig.kind
-    """task conditioning (encoders/conditioners CONDITIONERS): language | video | onehot | goal_image | mixed
-    (language or hindsight goal image, one dropped at random per sample; the policy then takes either at
-    evaluation)"""
+    """task conditioning (encoders/conditioners CONDITIONERS): language | language_tokens (learned queries attend
+    over the instruction's token states instead of one sentence vector: for new pairings of known words) |
+    video | onehot | goal_image | mixed (language or hindsight goal image, one dropped at random per sample; the
+    policy then takes either at evaluation)"""
     goal_prob: float = ConditioningConfig.goal_prob
     """mixed: share of samples conditioned on their hindsight goal image instead of their instruction"""
     tasks: list[str] = field(default_factory=list)

@@ -135,4 +135,4 @@ def test_a_new_kind_trains_through_mtil_train(data, tmp_path, monkeypatch, capsy
         assert main(["eval", str(out / "last.pt"), "--out", str(tmp_path / "ev"), "--condition", condition]) == 2
         assert f"codes-conditioned: it cannot take --condition {condition}" in capsys.readouterr().err
     assert main(["train", "--data", data, "--out", str(tmp_path / "x"), "--conditioning", "nope"]) == 2
-    assert "choose one of language, video, onehot, goal_image, mixed, codes" in capsys.readouterr().err
+    assert "choose one of language, language_tokens, video, onehot, goal_image, mixed, codes" in capsys.readouterr().err

@@ -70,6 +70,9 @@ class TaskConditioner(nn.Module):
     """the data must say each demo's task in words (goal-image-only training does without)"""
     conditions: ClassVar[tuple[str, ...]] = ()
     """how evaluation may give a task (``--condition``: language | video | goal_image); the first is the default"""
+    language_tokens: ClassVar[int] = 0
+    """what the kind's language embedding is: 0 = one pooled sentence vector, N = the first N token states,
+    flattened (``LanguageEncoder(tokens=N)``)"""
     heldout_instructions: ClassVar[bool] = False
     """evaluation also gives instructions never trained on (paraphrases, held-out tasks): the kind embeds words"""
     takes_instruction: ClassVar[bool] = False
@@ -91,6 +94,13 @@ class TaskConditioner(nn.Module):
         super().__init_subclass__(**kwargs)
         cls.takes_instruction = "language" in cls.conditions
         cls.default_condition = cls.conditions[0] if cls.conditions else ""
+
+    @classmethod
+    def language_encoder(cls):
+        """The ``LanguageEncoder`` whose embeddings this kind reads (pooled or token states)."""
+        from mtil.encoders.language import LanguageEncoder
+
+        return LanguageEncoder(tokens=cls.language_tokens)
 
     # ------------------------------------------------------------------ training
     def task_vector(self, batch: dict, tasks: PolicyTasks) -> tuple[Tensor, Tensor | None]:
