@@ -142,7 +142,8 @@ class LanguageEncoder:
         tokens: 0 = one pooled sentence vector per text; N = the first N token states, flattened (N * D).
 
     ``encode(texts: list[str]) -> (N, D)`` float32 CPU tensor, each row unit L2 norm (token mode: each
-    token's D-slice unit norm or zero). Attributes: ``dim`` (D, or N * D), ``model_loaded`` (False until a text had to be computed), ``model_dir``,
+    token's D-slice unit norm or zero). Attributes: ``dim`` (D, or N * D), ``model_loaded`` (False until a
+    text had to be computed), ``model_dir``,
     ``cache_dir`` (this model's cache subdirectory).
     """
 

@@ -191,7 +191,8 @@ def fit_video(cfg: FitVideoConfig, progress: bool = True) -> dict:
     if (not cc.spec.takes_instruction or cc.spec.uses_video or cc.spec.language_tokens
             or weights["task_lang_emb"].shape[1] == 0):
         raise UserError(f"{cfg.checkpoint}: a {cc.kind}-conditioned policy; fit-video adds a video encoder to a "
-                        "language-conditioned one with one sentence vector per task (`mtil train --conditioning language`)")
+                        "language-conditioned one with one sentence vector per task "
+                        "(`mtil train --conditioning language`)")
     camera = cfg.camera or pcfg.image_keys[0]
     train = read_clips(cfg.data, "train", pcfg.tasks, camera, "--data")
     missing = [t for k, t in enumerate(pcfg.tasks) if len(train.frames.get(k, [])) == 0]
