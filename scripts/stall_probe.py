@@ -1,6 +1,7 @@
 """Where a policy stalls, what would the expert do? Roll a checkpoint out on suite tasks and label every
-visited state with the reactive expert (its decision, xy/height/yaw error to the grasp point, finger gap),
-then summarize the steps at which the policy is stalled (eef moved < 5 mm over the last 10 steps).
+visited state with the reactive expert (its decision, xy/height/yaw error to the grasp point, finger gap;
+while a stack/place object is held, the distance to the drop point and the height above the release), then
+summarize the steps at which the policy is stalled (eef moved < 5 mm over the last 10 steps).
 
     python scripts/stall_probe.py RUN/last.pt --tasks lift_red stack_red_on_green --episodes 4 --out probe.json
 
@@ -33,6 +34,17 @@ def face_yaw_error(env, expert, task: str) -> float:
     return abs(wrap(float(np.arctan2(R[1, 0], R[0, 0])) - expert.eef_yaw(env), np.pi / 2))
 
 
+def transport_errors(env, expert) -> tuple[float | None, float | None]:
+    """While a stack/place object is held: (eef xy distance to where the expert would let go, object height
+    above its release height), in m; (None, None) otherwise (lifts, nothing held)."""
+    t = expert.task
+    if t.kind == "lift" or not expert.held(env):
+        return None, None
+    eef, obj = expert.eef_pos(env), env.object_pos(t.obj)
+    aim = env.object_pos(t.target)[:2] + expert.style.place_offset + (eef - obj)[:2]
+    return float(np.linalg.norm(aim - eef[:2])), float(obj[2] - expert.release_z(env))
+
+
 def probe_episode(policy, env, task: str, task_id: int, seed: int, max_steps: int) -> list[dict]:
     from mtil.pipeline.sim.experts import ALIGN_XY, CLOSE_DZ, ScriptedExpert
     from mtil.pipeline.sim.stages import StageTracker
@@ -47,6 +59,7 @@ def probe_episode(policy, env, task: str, task_id: int, seed: int, max_steps: in
         eef = expert.eef_pos(env.raw)
         gp = expert.grasp_point(env.raw)
         d_xy, dz = float(np.linalg.norm(gp[:2] - eef[:2])), float(eef[2] - gp[2])
+        drop_xy, over_release = transport_errors(env.raw, expert)
         action = np.asarray(policy.predict_action(obs, task_id), dtype=np.float64)
         path.append(eef.copy())
         rows.append({"step": step, "decision": expert.decision, "d_xy": d_xy, "dz": dz,
@@ -54,7 +67,8 @@ def probe_episode(policy, env, task: str, task_id: int, seed: int, max_steps: in
                      "expert_grip": float(label[6]), "policy_grip": float(action[6]),
                      "policy_move": float(np.linalg.norm(action[:3])), "expert_move": float(np.linalg.norm(label[:3])),
                      "stalled": len(path) > 10 and float(np.linalg.norm(path[-1] - path[-11])) < 0.005,
-                     "close_ok_xy": d_xy < ALIGN_XY, "close_ok_dz": dz < CLOSE_DZ})
+                     "close_ok_xy": d_xy < ALIGN_XY, "close_ok_dz": dz < CLOSE_DZ,
+                     "drop_xy": drop_xy, "over_release": over_release})
         obs, _, done, _ = env.step(action)
         tracker.step(env.raw, success=done)
         if done:
@@ -100,8 +114,10 @@ def main(argv=None) -> int:
         print(f"\n{task}: {len(stalled)} stalled steps in failed episodes; expert decisions there: {dict(dec)}")
         for d, n in dec.most_common():
             s = [r for r in stalled if r["decision"] == d]
-            med = {k: round(float(np.median([r[k] for r in s])), 4)
-                   for k in ("d_xy", "dz", "yaw_err", "gap", "policy_grip", "policy_move", "expert_move")}
+            med = {k: round(float(np.median(v)), 4)
+                   for k in ("d_xy", "dz", "yaw_err", "gap", "policy_grip", "policy_move", "expert_move",
+                             "drop_xy", "over_release")
+                   if (v := [r[k] for r in s if r[k] is not None])}
             agree = np.mean([np.sign(r["policy_grip"]) == np.sign(r["expert_grip"]) for r in s])
             print(f"  {d:9s} n={n:4d} gripper agrees {agree:4.0%} median {med}")
     if a.out:

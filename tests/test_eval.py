@@ -288,4 +288,33 @@ def test_stall_probe_labels_every_visited_state(trained, tmp_path, capsys):
     assert not any(r["stalled"] for r in rows[:11])  # needs 10 steps of history
     assert {r["furthest"] for r in rows} <= {"start", "reached", "grasped"}  # the episode's furthest stage
     assert all(0.0 <= r["yaw_err"] <= np.pi / 4 + 1e-9 and r["d_xy"] >= 0.0 for r in rows)
+    assert all(r["drop_xy"] is None and r["over_release"] is None for r in rows)  # a lift has no drop point
     assert "lift_red:" in capsys.readouterr().out
+
+
+def test_stall_probe_measures_the_drop_while_the_expert_carries():
+    """The probe's transport errors: held and lowering -> within the funnel and above the release height;
+    after letting go -> none."""
+    import importlib.util
+
+    from mtil.pipeline.sim.envs import make_env, suite_env_args
+    from mtil.pipeline.sim.experts import FUNNEL_XY, ScriptedExpert
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "stall_probe.py")
+    spec = importlib.util.spec_from_file_location("stall_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    env = make_env(suite_env_args(image_size=16), task="stack_red_on_green")
+    env.reset(seed=3)
+    expert = ScriptedExpert("stack_red_on_green", env.raw, np.random.default_rng(3))
+    seen = {}
+    for _ in range(300):
+        a = expert.act(env.raw)
+        seen.setdefault(expert.decision, probe.transport_errors(env.raw, expert))
+        if "retreat" in seen:
+            break
+        env.step(a)
+    env.close()
+    drop_xy, over = seen["lower"]
+    assert drop_xy <= FUNNEL_XY and over > 0.004
+    assert seen["approach"] == (None, None) and seen["retreat"] == (None, None)
