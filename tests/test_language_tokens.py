@@ -62,6 +62,22 @@ def test_a_token_policy_trains_and_takes_a_new_pairing(tmp_path, capsys):
     assert not np.allclose(acts[2], acts[0]) and not np.allclose(acts[2], acts[1])
     z = policy.resolve_task([NEW, TASKS[0]], 2)
     assert z.shape == (2, 8)
+    # scripts/task_similarity.py: a trained instruction is nearest to itself at cosine 1; every task is ranked
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_similarity.py")
+    spec = importlib.util.spec_from_file_location("task_similarity", path)
+    sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sim)
+    rows = sim.similarities(policy, [TASKS[1], NEW])
+    assert rows[0]["nearest"][0] == (TASKS[1], pytest.approx(1.0, abs=1e-4))
+    assert sorted(n for n, _ in rows[1]["nearest"]) == sorted(TASKS)
+    cos = [c for _, c in rows[1]["nearest"]]
+    assert cos == sorted(cos, reverse=True) and all(-1.0 - 1e-6 <= c <= 1.0 + 1e-6 for c in cos)
+    assert sim.main([str(out / "last.pt"), "--instructions", NEW, "--json", str(tmp_path / "s.json")]) == 0
+    assert "stack the red cube on the blue cube" in capsys.readouterr().out
+    assert sim.main([str(tmp_path / "missing.pt")]) == 2
     capsys.readouterr()
     # a video encoder is fitted onto one sentence vector per task: refused, nothing written
     assert main(["fit-video", str(out / "last.pt"), "--data", data, "--out", str(tmp_path / "v")]) == 2
