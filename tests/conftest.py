@@ -30,6 +30,22 @@ except ImportError:
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(scope="session")
+def script():
+    """``script("stall_probe")``: scripts/stall_probe.py loaded as a module (registered in sys.modules under
+    its name, where dataclasses look their module up)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "scripts", f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+
+
 @pytest.fixture
 def two_task_file(tmp_path):
     return write_synthetic(str(tmp_path / "two.hdf5"), demos_per_task=[3, 5], steps=(8, 14), seed=1)

@@ -272,20 +272,9 @@ def test_eval_overrides_rollout_options(trained, tmp_path, fails):
         assert report["config"][key] == value and report["rows"][0]["errors"] == 0
 
 
-def _stall_probe():
-    """scripts/stall_probe.py as a module."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "stall_probe.py")
-    spec = importlib.util.spec_from_file_location("stall_probe", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    return probe
-
-
-def test_stall_probe_labels_every_visited_state(trained, tmp_path, capsys):
+def test_stall_probe_labels_every_visited_state(trained, tmp_path, capsys, script):
     """scripts/stall_probe.py (docs/results.md section 14): the policy drives, the expert labels each state."""
-    probe = _stall_probe()
+    probe = script("stall_probe")
     out = tmp_path / "probe.json"
     assert probe.main([trained, "--tasks", "lift_red", "--episodes", "1", "--max-steps", "25", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["lift_red"]
@@ -298,13 +287,13 @@ def test_stall_probe_labels_every_visited_state(trained, tmp_path, capsys):
     assert "lift_red:" in capsys.readouterr().out
 
 
-def test_stall_probe_measures_the_drop_while_the_expert_carries():
+def test_stall_probe_measures_the_drop_while_the_expert_carries(script):
     """The probe's transport errors: held and lowering -> within the funnel and above the release height;
     after letting go -> none."""
     from mtil.pipeline.sim.envs import make_env, suite_env_args
     from mtil.pipeline.sim.experts import FUNNEL_XY, ScriptedExpert
 
-    probe = _stall_probe()
+    probe = script("stall_probe")
     env = make_env(suite_env_args(image_size=16), task="stack_red_on_green")
     env.reset(seed=3)
     expert = ScriptedExpert("stack_red_on_green", env.raw, np.random.default_rng(3))

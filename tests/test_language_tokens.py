@@ -36,7 +36,7 @@ def test_token_states_keep_words_apart(tmp_path):
         LanguageEncoder(cache_dir=tmp_path, tokens=-1)
 
 
-def test_a_token_policy_trains_and_takes_a_new_pairing(tmp_path, capsys):
+def test_a_token_policy_trains_and_takes_a_new_pairing(tmp_path, capsys, script):
     from mtil.pipeline.checkpoint import load_policy
     from mtil.pipeline.cli.main import main
 
@@ -63,13 +63,7 @@ def test_a_token_policy_trains_and_takes_a_new_pairing(tmp_path, capsys):
     z = policy.resolve_task([NEW, TASKS[0]], 2)
     assert z.shape == (2, 8)
     # scripts/task_similarity.py: a trained instruction is nearest to itself at cosine 1; every task is ranked
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "task_similarity.py")
-    spec = importlib.util.spec_from_file_location("task_similarity", path)
-    sim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sim)
+    sim = script("task_similarity")
     rows = sim.similarities(policy, [TASKS[1], NEW])
     assert rows[0]["nearest"][0] == (TASKS[1], pytest.approx(1.0, abs=1e-4))
     assert sorted(n for n, _ in rows[1]["nearest"]) == sorted(TASKS)

@@ -3,10 +3,8 @@ the train configs they imply are valid; tables are built from summary JSON."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
@@ -16,12 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def recipes():
-    spec = importlib.util.spec_from_file_location("results_recipes", os.path.join(REPO, "scripts", "results.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["results_recipes"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+def recipes(script):
+    return script("results")
 
 
 def test_every_recipe_step_parses(recipes, tmp_path):

@@ -148,7 +148,8 @@ class LanguageSpace(TaskConditioner):
         super().__init__(cfg)
         self.proj = mlp(cfg.lang_dim, cfg.out_dim)
 
-    def project(self, emb: Tensor) -> Tensor:
+    def check_embedding(self, emb: Any, what: str = "embeddings") -> None:
+        """``emb`` must be (B, lang_dim) float, else a UserError naming the kind and ``what`` it expected."""
         if (
             not isinstance(emb, Tensor)
             or not emb.is_floating_point()
@@ -156,7 +157,10 @@ class LanguageSpace(TaskConditioner):
             or emb.shape[1] != self.cfg.lang_dim
         ):
             got = f"{emb.dtype} {tuple(emb.shape)}" if isinstance(emb, Tensor) else type(emb).__name__
-            raise UserError(f"{self.kind} conditioning: expected embeddings (B, {self.cfg.lang_dim}) float, got {got}")
+            raise UserError(f"{self.kind} conditioning: expected {what} (B, {self.cfg.lang_dim}) float, got {got}")
+
+    def project(self, emb: Tensor) -> Tensor:
+        self.check_embedding(emb)
         return self.proj(emb)
 
     def from_instruction(self, texts: list[str], tasks: PolicyTasks) -> Tensor:

@@ -12,19 +12,20 @@ import torch
 from torch import Tensor, nn
 
 from mtil.datasets.errors import UserError
-from mtil.encoders.conditioners.base import LanguageSpace, PolicyTasks, TaskConditioner, mlp
+from mtil.encoders.conditioners.base import TaskConditioner, mlp
+from mtil.encoders.conditioners.language import LanguageConditioner
 
 TOKENS = 16  # token states kept per instruction: [CLS] + up to 14 word pieces + [SEP] covers every suite text
 QUERIES = 4  # learned queries (slots of z)
 WIDTH = 128  # attention width
 
 
-class LanguageTokensConditioner(LanguageSpace):
+class LanguageTokensConditioner(LanguageConditioner):
     """(B, TOKENS * D) flattened token states (zero rows after the text; ``LanguageEncoder(tokens=TOKENS)``)
     -> keys/values (+ a learned position per token) -> ``QUERIES`` learned queries, masked attention ->
-    concatenated slots -> MLP ``proj`` -> z (B, out_dim)."""
+    concatenated slots -> MLP ``proj`` -> z (B, out_dim). Training and rollout read the task as the language
+    kind does; only ``project`` differs."""
 
-    conditions = ("language",)
     language_tokens = TOKENS
 
     def __init__(self, cfg):
@@ -42,15 +43,8 @@ class LanguageTokensConditioner(LanguageSpace):
             raise UserError(f"conditioning kind language_tokens needs lang_dim = {TOKENS} x the token size "
                             f"(LanguageEncoder(tokens={TOKENS})), got {cfg.lang_dim}")
 
-    def forward(self, task_input: Tensor) -> Tensor:
-        return self.project(task_input)
-
     def project(self, emb: Tensor) -> Tensor:
-        if not isinstance(emb, Tensor) or not emb.is_floating_point() or emb.dim() != 2 \
-                or emb.shape[1] != self.cfg.lang_dim:
-            got = f"{emb.dtype} {tuple(emb.shape)}" if isinstance(emb, Tensor) else type(emb).__name__
-            raise UserError(f"{self.kind} conditioning: expected flattened token states (B, {self.cfg.lang_dim}) "
-                            f"float, got {got}")
+        self.check_embedding(emb, "flattened token states")
         tok = emb.view(emb.shape[0], TOKENS, -1)  # (B, N, D)
         present = tok.abs().sum(-1) > 0  # (B, N): zero rows are padding
         present[:, 0] = True  # (never an empty row of keys)
@@ -58,6 +52,3 @@ class LanguageTokensConditioner(LanguageSpace):
         att = torch.einsum("qw,bnw->bqn", self.queries, k) / math.sqrt(WIDTH)
         att = att.masked_fill(~present[:, None, :], float("-inf")).softmax(-1)  # (B, Q, N)
         return self.proj(torch.einsum("bqn,bnw->bqw", att, v).flatten(1))
-
-    def task_vector(self, batch: dict, tasks: PolicyTasks) -> tuple[Tensor, Tensor | None]:
-        return self.project(tasks.lang_emb[batch["task"]]), None
