@@ -8,6 +8,10 @@ rate over seeds and its range (min..max), and with ``--stages`` the pooled "wher
 (furthest stage of every episode; see pipeline/sim/stages.py). Seeds are compared on the same evaluation
 episodes when the runs used the same `mtil eval --seed`. An evaluation without training-instruction rows
 (video, paraphrases) counts all its rows; ``--task NAME`` counts one task's rows only.
+
+``--per-task`` prints a task-by-setup matrix instead: one row per task, one column per setup, each cell the
+successes of every evaluation under the glob that has a row for that task (one per training seed) and their
+pooled rate. A glob may then gather single-task runs, one task each ("single=runs/seed_*/single_*/eval").
 """
 
 from __future__ import annotations
@@ -34,9 +38,7 @@ def load(pattern: str) -> list[dict]:
 def summarize(label: str, runs: list[dict], task: str | None = None) -> dict:
     per_seed, stages, stalled = [], {}, 0
     for r in runs:
-        # the training-instruction rows; an evaluation without them (video, paraphrases): all its rows
-        rows = [w for w in r["rows"] if w.get("condition") == "train instruction"] or r["rows"]
-        rows = [w for w in rows if task is None or w["task"] == task]
+        rows = [w for w in training_rows(r) if task is None or w["task"] == task]
         per_seed.append({"checkpoint": r["checkpoint"], "successes": sum(w["successes"] for w in rows),
                          "n": sum(w["n"] for w in rows), "errors": sum(w["errors"] for w in rows),
                          "complete": r["complete"]})
@@ -68,14 +70,44 @@ def table(rows: list[dict], with_stages: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_rows(run: dict) -> list[dict]:
+    """The rows of one evaluation that count: the training-instruction rows, else all of them."""
+    return [w for w in run["rows"] if w.get("condition") == "train instruction"] or run["rows"]
+
+
+def per_task(setups: list[tuple[str, list[dict]]]) -> tuple[str, list[dict]]:
+    """Task-by-setup matrix: for every task and setup, each evaluation's successes for that task, pooled."""
+    tasks: list[str] = []
+    cells: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for label, runs in setups:
+        for r in runs:
+            for w in training_rows(r):
+                if w["task"] not in tasks:
+                    tasks.append(w["task"])
+                cells.setdefault((w["task"], label), []).append((w["successes"], w["n"]))
+    labels = [label for label, _ in setups]
+    lines = ["| task |" + "".join(f" {lb} |" for lb in labels), "|---" * (1 + len(labels)) + "|"]
+    out = []
+    for t in tasks:
+        line = f"| {t} |"
+        for lb in labels:
+            got = cells.get((t, lb), [])
+            s, n = sum(c[0] for c in got), sum(c[1] for c in got)
+            line += f" {', '.join(str(c[0]) for c in got)} of {got[0][1]} = {s / n:.0%} |" if n else " - |"
+            out.append({"task": t, "setup": lb, "successes": [c[0] for c in got], "n": [c[1] for c in got]})
+        lines.append(line)
+    return "\n".join(lines) + "\n", out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("setups", nargs="+", metavar="LABEL=GLOB", help="a setup and the glob of its eval dirs")
     ap.add_argument("--stages", action="store_true", help="add the pooled 'where episodes end' counts")
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     ap.add_argument("--task", default=None, help="count only this task's rows (e.g. the rare task of an ablation)")
+    ap.add_argument("--per-task", action="store_true", help="a task-by-setup matrix of successes per seed")
     a = ap.parse_args()
-    rows = []
+    rows, loaded = [], []
     for s in a.setups:
         if "=" not in s:
             print(f"error: {s!r}: expected LABEL=GLOB", file=sys.stderr)
@@ -85,8 +117,12 @@ def main() -> int:
         if not runs:
             print(f"error: {label}: no eval.json under {pattern!r}", file=sys.stderr)
             return 2
+        loaded.append((label, runs))
         rows.append(summarize(label, runs, a.task))
-    print(table(rows, a.stages), end="")
+    text = table(rows, a.stages)
+    if a.per_task:
+        text, rows = per_task(loaded)
+    print(text, end="")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -55,3 +55,32 @@ def test_tables_from_summary(recipes, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "| a/eval | lift_red | train instruction | lift the red cube | 3/4 = 75% [30%, 95%] |" in out
     assert "| a | 10 | 32 | 2.0 min | 0.08 | [45] |" in out
+
+
+def _eval_json(path, rows):
+    os.makedirs(path)
+    with open(os.path.join(path, "eval.json"), "w") as f:
+        json.dump({"checkpoint": str(path), "complete": True, "rows": rows}, f)
+
+
+def _row(task, successes, n=20, condition="train instruction"):
+    return {"task": task, "condition": condition, "successes": successes, "n": n, "errors": 0,
+            "where_episodes_end": {"stages": {"success": successes}, "stalled": 0}}
+
+
+def test_compare_runs_per_task_matrix(script, tmp_path, monkeypatch, capsys):
+    """Single-task runs (one task each) and a multi-task run line up per task; rows of other conditions
+    (paraphrases) do not count when training-instruction rows exist; a task a setup lacks shows '-'."""
+    cmp = script("compare_runs")
+    for s, (r, g) in enumerate([(20, 7), (18, 9)]):
+        _eval_json(tmp_path / f"seed_{s}" / "single_lift_red" / "eval", [_row("lift_red", r)])
+        _eval_json(tmp_path / f"seed_{s}" / "single_lift_green" / "eval", [_row("lift_green", g)])
+        _eval_json(tmp_path / f"seed_{s}" / "multi" / "eval",
+                   [_row("lift_red", 19 - s), _row("lift_red", 0, condition="paraphrase")])
+    monkeypatch.setattr("sys.argv", ["compare_runs", "--per-task", f"single={tmp_path}/seed_*/single_*/eval",
+                                     f"multi={tmp_path}/seed_*/multi/eval"])
+    assert cmp.main() == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| task | single | multi |"
+    assert "| lift_red | 20, 18 of 20 = 95% | 19, 18 of 20 = 92% |" in out
+    assert "| lift_green | 7, 9 of 20 = 40% | - |" in out
