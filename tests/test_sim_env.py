@@ -148,3 +148,28 @@ def test_stock_robosuite_env_from_robomimic_env_args():
     obs, reward, done, info = env.step(np.zeros(7))
     assert obs["object"].shape == (10,) and not done and env.render_frame(size=32).shape == (32, 32, 3)
     env.close()
+
+
+def _cube_pixels(img: np.ndarray) -> int:
+    """Pixels of a saturated red, green or blue (the lift cubes) in an RGB image."""
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    return int(((r > 120) & (g < 60) & (b < 60)).sum() + ((g > 100) & (r < 60) & (b < 60)).sum()
+               + ((b > 100) & (r < 60) & (g < 60)).sum())
+
+
+def test_thirdview_shows_the_cubes_from_a_new_angle():
+    """Our bystander camera: the cubes cover several times the pixels they do in frontview (where a cube is a
+    pixel or two at 64 px, too small to tell which was lifted), and its image is not agentview's."""
+    from mtil.pipeline.sim.envs import SimEnv, suite_env_args
+
+    env = SimEnv(suite_env_args(image_size=64, cameras=("agentview", "frontview", "thirdview")), task="lift_red")
+    try:
+        third = front = 0
+        for seed in range(3):
+            obs = env.reset(seed=seed)
+            third += _cube_pixels(obs["thirdview_image"])
+            front += _cube_pixels(obs["frontview_image"])
+            assert np.abs(obs["thirdview_image"].astype(int) - obs["agentview_image"]).mean() > 20
+    finally:
+        env.close()
+    assert third >= 3 * front and third >= 60, (third, front)

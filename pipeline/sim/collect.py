@@ -63,8 +63,9 @@ class CollectConfig:
     """camera height = width in pixels"""
     cameras: list[str] = field(default_factory=lambda: list(CAMERAS))
     """robosuite cameras recorded as <name>_image: agentview, robot0_eye_in_hand, frontview, birdview, sideview,
-    robot0_robotview (a third view no policy trains on gives demo clips from a camera the policy never sees;
-    `mtil train` uses every camera of its data unless --image-keys says otherwise)"""
+    robot0_robotview, thirdview (ours: beside the table, close). A third view no policy trains on gives demo
+    clips from a camera the policy never sees; `mtil train` uses every camera of its data unless --image-keys
+    says otherwise)"""
     next_obs: bool = False
     """store next_obs/<key> as real copies (the observation after each step, the last one from the env);
     without it next_obs/<key> are virtual datasets over obs/<key> shifted by one step (no extra bytes; the

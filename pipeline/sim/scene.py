@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtil.pipeline.sim.render import FastRenderMixin, import_robosuite
-from mtil.pipeline.sim.tasks import MAX_OBJECTS, OBJECT_DIM, SCENES, TASKS, ObjectSpec, TaskSpec
+from mtil.pipeline.sim.tasks import MAX_OBJECTS, OBJECT_DIM, SCENES, TASKS, THIRDVIEW, ObjectSpec, TaskSpec
 
 import_robosuite()
 from robosuite.environments.manipulation.manipulation_env import ManipulationEnv  # noqa: E402
@@ -23,6 +23,24 @@ from robosuite.models.objects import BoxObject, CylinderObject  # noqa: E402
 from robosuite.models.tasks import ManipulationTask  # noqa: E402
 
 PLACEMENT_GAP = 0.04  # free space between objects' bounding circles at reset (room for open fingers)
+
+
+# THIRDVIEW (tasks.py) is a bystander's camera beside the table, at about agentview's distance from the objects
+# but seen from the robot's left: no policy trains on it; a clip from it is our analogue of a person's video.
+THIRDVIEW_POS = np.array((0.15, 0.7, 1.25))
+THIRDVIEW_TARGET = np.array((0.0, 0.0, 0.82))
+
+
+def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(w, x, y, z) of a MuJoCo camera at ``pos`` looking at ``target`` with the world's z up in the image
+    (a MuJoCo camera looks along its -z axis, its y axis is the image's up)."""
+    fwd = (target - pos) / np.linalg.norm(target - pos)
+    right = np.cross(fwd, (0.0, 0.0, 1.0))
+    right /= np.linalg.norm(right)
+    rot = np.stack([right, np.cross(right, fwd), -fwd], axis=1)  # columns: camera x, y, z in the world
+    w = np.sqrt(max(1e-12, 1.0 + np.trace(rot))) / 2.0
+    return np.array([w, (rot[2, 1] - rot[1, 2]) / (4 * w), (rot[0, 2] - rot[2, 0]) / (4 * w),
+                     (rot[1, 0] - rot[0, 1]) / (4 * w)])
 
 
 def _yaw_quat_wxyz(yaw: float) -> np.ndarray:
@@ -92,6 +110,7 @@ class MtilTabletop(FastRenderMixin, ManipulationEnv):
         arena = TableArena(table_full_size=self.table_full_size, table_friction=self.table_friction,
                            table_offset=self.table_offset)
         arena.set_origin([0, 0, 0])
+        arena.set_camera(THIRDVIEW, pos=THIRDVIEW_POS, quat=look_at_quat(THIRDVIEW_POS, THIRDVIEW_TARGET))
         self.objects = {o.name: _make_object(o) for o in self.scene_spec.objects}
         self.model = ManipulationTask(mujoco_arena=arena, mujoco_robots=[r.robot_model for r in self.robots],
                                       mujoco_objects=list(self.objects.values()))

@@ -28,7 +28,10 @@ SUITE_ENV_NAME = "MtilTabletop"
 """``env_args['env_name']`` of the suite's environment (pipeline/sim/scene.py registers the class under it)"""
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 """the cameras our collection records by default (the policies' cameras)"""
-SCENE_CAMERAS = (*CAMERAS, "frontview", "birdview", "sideview", "robot0_robotview")
+THIRDVIEW = "thirdview"
+"""our own camera (scene.py places it): beside the table at about agentview's distance, for demo clips from a
+view the policies never see"""
+SCENE_CAMERAS = (*CAMERAS, "frontview", "birdview", "sideview", "robot0_robotview", THIRDVIEW)
 """every camera of robosuite's table arena with a Panda, which every suite scene has"""
 
 
