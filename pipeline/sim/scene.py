@@ -25,9 +25,11 @@ from robosuite.models.tasks import ManipulationTask  # noqa: E402
 PLACEMENT_GAP = 0.04  # free space between objects' bounding circles at reset (room for open fingers)
 
 
-# THIRDVIEW (tasks.py) is a bystander's camera beside the table, at about agentview's distance from the objects
-# but seen from the robot's left: no policy trains on it; a clip from it is our analogue of a person's video.
-THIRDVIEW_POS = np.array((0.15, 0.7, 1.25))
+# THIRDVIEW (tasks.py) is a bystander's camera at the table's far left corner, about agentview's distance from
+# the objects but 45 degrees around from it: no policy trains on it; a clip from it is our analogue of a person's
+# video. (Straight from the robot's left, (0.15, 0.7, 1.25), the fingers hid the lifted cube: 15/27 held-out
+# clips identified.)
+THIRDVIEW_POS = np.array((0.4, 0.4, 1.35))
 THIRDVIEW_TARGET = np.array((0.0, 0.0, 0.82))
 
 

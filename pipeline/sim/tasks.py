@@ -29,8 +29,8 @@ SUITE_ENV_NAME = "MtilTabletop"
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 """the cameras our collection records by default (the policies' cameras)"""
 THIRDVIEW = "thirdview"
-"""our own camera (scene.py places it): beside the table at about agentview's distance, for demo clips from a
-view the policies never see"""
+"""our own camera (scene.py places it): at the table's far left corner, about agentview's distance from the
+objects and 45 degrees around from it, for demo clips from a view the policies never see"""
 SCENE_CAMERAS = (*CAMERAS, "frontview", "birdview", "sideview", "robot0_robotview", THIRDVIEW)
 """every camera of robosuite's table arena with a Panda, which every suite scene has"""
 
