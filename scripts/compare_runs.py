@@ -78,14 +78,12 @@ def training_rows(run: dict) -> list[dict]:
 def per_task(setups: list[tuple[str, list[dict]]]) -> tuple[str, list[dict]]:
     """Task-by-setup matrix: for every task and setup, each evaluation's successes for that task, pooled."""
     cells: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    orders = []  # each setup's tasks in first-seen order; the table follows the setup with the most tasks
+    orders = []  # each evaluation's tasks; the table follows the evaluation with the most tasks
     for label, runs in setups:
-        seen: list[str] = []
         for r in runs:
+            orders.append([w["task"] for w in training_rows(r)])
             for w in training_rows(r):
-                seen += [w["task"]] if w["task"] not in seen else []
                 cells.setdefault((w["task"], label), []).append((w["successes"], w["n"]))
-        orders.append(seen)
     tasks = list(dict.fromkeys(max(orders, key=len) + [t for seen in orders for t in seen]))
     labels = [label for label, _ in setups]
     lines = ["| task |" + "".join(f" {lb} |" for lb in labels), "|---" * (1 + len(labels)) + "|"]
