@@ -81,8 +81,9 @@ def per_task(setups: list[tuple[str, list[dict]]]) -> tuple[str, list[dict]]:
     orders = []  # each evaluation's tasks; the table follows the evaluation with the most tasks
     for label, runs in setups:
         for r in runs:
-            orders.append([w["task"] for w in training_rows(r)])
-            for w in training_rows(r):
+            rows = training_rows(r)
+            orders.append([w["task"] for w in rows])
+            for w in rows:
                 cells.setdefault((w["task"], label), []).append((w["successes"], w["n"]))
     tasks = list(dict.fromkeys(max(orders, key=len) + [t for seen in orders for t in seen]))
     labels = [label for label, _ in setups]
@@ -107,7 +108,7 @@ def main() -> int:
     ap.add_argument("--task", default=None, help="count only this task's rows (e.g. the rare task of an ablation)")
     ap.add_argument("--per-task", action="store_true", help="a task-by-setup matrix of successes per seed")
     a = ap.parse_args()
-    rows, loaded = [], []
+    loaded = []
     for s in a.setups:
         if "=" not in s:
             print(f"error: {s!r}: expected LABEL=GLOB", file=sys.stderr)
@@ -118,10 +119,11 @@ def main() -> int:
             print(f"error: {label}: no eval.json under {pattern!r}", file=sys.stderr)
             return 2
         loaded.append((label, runs))
-        rows.append(summarize(label, runs, a.task))
-    text = table(rows, a.stages)
     if a.per_task:
         text, rows = per_task(loaded)
+    else:
+        rows = [summarize(label, runs, a.task) for label, runs in loaded]
+        text = table(rows, a.stages)
     print(text, end="")
     if a.json:
         with open(a.json, "w") as f:

@@ -63,7 +63,7 @@ class CollectConfig:
     """camera height = width in pixels"""
     cameras: list[str] = field(default_factory=lambda: list(CAMERAS))
     """robosuite cameras recorded as <name>_image: agentview, robot0_eye_in_hand, frontview, birdview, sideview,
-    robot0_robotview, thirdview (ours: beside the table, close). A third view no policy trains on gives demo
+    robot0_robotview, thirdview (ours: the table's far corner, close). A third view no policy trains on gives demo
     clips from a camera the policy never sees; `mtil train` uses every camera of its data unless --image-keys
     says otherwise)"""
     next_obs: bool = False

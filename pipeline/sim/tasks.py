@@ -32,7 +32,7 @@ THIRDVIEW = "thirdview"
 """our own camera (scene.py places it): at the table's far left corner, about agentview's distance from the
 objects and 45 degrees around from it, for demo clips from a view the policies never see"""
 SCENE_CAMERAS = (*CAMERAS, "frontview", "birdview", "sideview", "robot0_robotview", THIRDVIEW)
-"""every camera of robosuite's table arena with a Panda, which every suite scene has"""
+"""every camera of robosuite's table arena with a Panda, which every suite scene has, and our thirdview"""
 
 
 @dataclass(frozen=True)
