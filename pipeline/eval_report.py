@@ -38,10 +38,11 @@ def summarize(episodes: list[dict]) -> dict:
             "mean_length": float(np.mean([e["length"] for e in valid])) if valid else None}
 
 
-def headline(result: dict) -> dict:
+def headline(result: dict, given: str = TRAIN_INSTRUCTION) -> dict:
     """The headline summary of an evaluation's result (``eval.json``): successes, n, success_rate, ci95,
-    errors for the tasks given by their training instruction; {} when no such row was evaluated."""
-    return result["overall"].get(TRAIN_INSTRUCTION, {})
+    errors for the tasks given as ``given`` (by default their training instruction; "video" for an evaluation
+    with clips); {} when no such row was evaluated."""
+    return result["overall"].get(given, {})
 
 
 def stage_counts(episodes: list[dict]) -> dict:

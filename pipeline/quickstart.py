@@ -81,6 +81,7 @@ class QuickstartConfig:
 
 
 def quickstart(cfg: QuickstartConfig) -> dict:
+    from mtil.pipeline.eval_config import TRAIN_INSTRUCTION
     from mtil.pipeline.eval_report import headline
     from mtil.pipeline.evaluate import EvalConfig, evaluate
     from mtil.pipeline.sim.collect import CollectConfig, collect
@@ -120,12 +121,14 @@ def quickstart(cfg: QuickstartConfig) -> dict:
                                  workers=cfg.workers, max_steps=cfg.max_steps, **how))  # experts lift in ~65 steps
     with open(os.path.join(ev, "report.md")) as f:
         print(f.read())
-    overall = headline(result)
+    overall = headline(result, "video" if how else TRAIN_INSTRUCTION)
     rate = overall.get("success_rate")
     say(f"done in {(time.time() - t0) / 60:.1f} min: mean success "
-        f"{'-' if rate is None else f'{rate:.0%}'} over {overall.get('n', 0)} episodes")
-    print(f"report: {ev}/report.md\nplot:   {ev}/success.png\nvideos: {ev}/videos/\n"
-          f"next:   mtil eval {last} --out {out}/eval_heldout --instructions heldout", file=sys.stderr)
+        f"{'-' if rate is None else f'{rate:.0%}'} over {overall.get('n', 0)} episodes"
+        + (" (each task shown by a clip)" if how else ""))
+    nxt = (f"mtil eval {run}/last.pt --out {out}/eval  (the same policy told by words, same episodes)" if how
+           else f"mtil eval {last} --out {out}/eval_heldout --instructions heldout")
+    print(f"report: {ev}/report.md\nplot:   {ev}/success.png\nvideos: {ev}/videos/\nnext:   {nxt}", file=sys.stderr)
     return result
 
 
