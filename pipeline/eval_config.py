@@ -47,6 +47,10 @@ class EvalConfig:
     """auto (as trained; language for mixed policies) | language | video | goal_image: how the task is given"""
     demos: str = ""
     """HDF5 file with demos of the tasks: clips (video) or last frames (goal_image --goal-source demos)"""
+    clips: int = 1
+    """video rows: how many demos of a task show it, episode i shown by the (i mod N)-th; they are the task's
+    last N demos in --demos, those of its mask/valid first (never trained on). 1: one clip decides the whole
+    row; the number of validation demos per task measures success over clips"""
     goal_source: str = "expert"
     """goal_image rows: expert (last frame of the scripted expert's episode on the same seed: a held-out demo in
     the same scene; suite tasks only) | demos (last frame of a demo of the task in --demos)"""
@@ -89,8 +93,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         from mtil.datasets.errors import check_range
 
-        for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("video_episodes", 0, None),
-                             ("seed", 0, 2**63 - 1), ("max_steps", 1, None), ("video_size", 16, 1024)):
+        for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("clips", 1, None),
+                             ("video_episodes", 0, None), ("seed", 0, 2**63 - 1), ("max_steps", 1, None),
+                             ("video_size", 16, 1024)):
             check_range("--" + name.replace("_", "-"), getattr(self, name), lo, hi, integer=True)
         if self.instructions not in ("train", "heldout", "all"):
             raise UserError(f"--instructions must be train, heldout or all, got {self.instructions!r}")

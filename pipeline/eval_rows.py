@@ -299,14 +299,23 @@ def _demo_rows(rows: list[Row], cfg: EvalConfig, ckpt: Checkpoint, condition: st
                         f"by); they have {', '.join(info.obs)}")
     with h5py.File(cfg.demos, "r") as f:
         for name, text in tasks.items():
-            demo = (next((d for d in reversed(info.demos) if d.instruction == text), None)  # last: often held out
-                    or next((d for d in reversed(info.demos) if d.task_name == name), None))
-            if demo is None:
+            demos = _demos_of(info, name, text, cfg.clips if condition == "video" else 1)
+            if not demos:
                 raise UserError(f"--demos {cfg.demos}: no demo of task {name!r} ({text!r})")
-            frames = f["data"][demo.name]["obs"][info.stored_key(key)]
-            if condition == "video":
-                clip = sample_clip(frames, cc.video_frames)
-                rows.append(Row(name, "video", text, {"video": clip.permute(0, 2, 3, 1).numpy()}))  # (T, H, W, 3)
+            obs = [f["data"][d.name]["obs"][info.stored_key(key)] for d in demos]
+            if condition == "video":  # clips (T, H, W, 3); episode i is shown clips[i mod N]
+                clips = [sample_clip(o, cc.video_frames).permute(0, 2, 3, 1).numpy() for o in obs]
+                shown = {"video": clips[0]} if len(clips) == 1 else {"clips": clips, "names": [d.name for d in demos]}
+                rows.append(Row(name, "video", text, shown))
             else:
-                rows.append(Row(name, "goal image", text, np.asarray(frames[-1])))
+                rows.append(Row(name, "goal image", text, np.asarray(obs[0][-1])))
     return rows
+
+
+def _demos_of(info, name: str, text: str, n: int) -> list:
+    """Up to ``n`` demos of a task (by its instruction, else its ``mtil_task`` name), latest first, those in the
+    file's mask/valid before the others (the last demos are often the held-out ones)."""
+    mine = [d for d in reversed(info.demos) if d.instruction == text]
+    mine = mine or [d for d in reversed(info.demos) if d.task_name == name]
+    valid = set(info.masks.get("valid", []))
+    return sorted(mine, key=lambda d: d.name not in valid)[:n]

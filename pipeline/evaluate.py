@@ -73,6 +73,9 @@ def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps
                 envs[row.task] = make_env(args, task=row.task if args["env_name"] == SUITE_ENV_NAME else None)
             env = envs[row.task]
             task_input, extra, goal = row.task_input, {}, None
+            if isinstance(task_input, dict) and "clips" in task_input:  # --clips N: episode i by clip i mod N
+                k = i % len(task_input["clips"])
+                task_input, extra = {"video": task_input["clips"][k]}, {"clip": task_input["names"][k]}
             if isinstance(task_input, dict) and task_input.get("expert_goal"):
                 # the expert's episode on this very seed: its last frame is the goal (same scene)
                 ok, _, last = run_expert_episode(env, row.task, seed, horizon=max(max_steps, 400))

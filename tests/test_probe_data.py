@@ -212,3 +212,10 @@ def test_quickstart_with_video_fits_an_encoder_and_evaluates_with_clips(tmp_path
     report = json.loads((out / "eval_video" / "eval.json").read_text())
     assert {r["condition"] for r in report["rows"]} == {"video"} and len(report["rows"]) == 2
     assert (out / "video" / "fit_video.json").exists() and not (out / "eval").exists()
+    # `mtil eval --clips 2`: episode i is shown the (i mod 2)-th of the task's last two demos, and says which
+    assert main(["eval", str(out / "video" / "last.pt"), "--condition", "video", "--demos", str(out / "demos.hdf5"),
+                 "--clips", "2", "--tasks", "lift_red", "--episodes-per-task", "3", "--max-steps", "3",
+                 "--workers", "1", "--video-episodes", "0", "--out", str(tmp_path / "clips")]) == 0
+    eps = json.loads((tmp_path / "clips" / "eval.json").read_text())["rows"][0]["episodes"]
+    shown = [e["clip"] for e in eps]
+    assert shown[0] == shown[2] != shown[1], shown

@@ -103,6 +103,35 @@ def test_fit_video_from_another_camera(policy_run, tmp_path):
     assert np.array_equal(clip, want["robot0_eye_in_hand_image"]) and not np.array_equal(clip, want["agentview_image"])
 
 
+def test_eval_clips_come_from_the_validation_demos_first(policy_run, tmp_path):
+    """--clips N: the task's last N demos, those in mask/valid first, one clip each."""
+    import shutil
+
+    import h5py
+
+    from mtil.datasets.schema import inspect_file
+    from mtil.pipeline.eval_rows import _demo_rows
+    from mtil.pipeline.evaluate import EvalConfig
+
+    data, ckpt = policy_run
+    fitted_dir = tmp_path / "fit"
+    assert main(["fit-video", ckpt, "--data", data, "--out", str(fitted_dir), "--steps", "2"]) == 0
+    _, fitted = load_policy(str(fitted_dir / "last.pt"))
+    red = [d.name for d in inspect_file(data).demos if d.instruction == TASKS[0]]  # 6 demos, none in mask/valid
+    copy = str(tmp_path / "demos.hdf5")
+    shutil.copy(data, copy)
+    with h5py.File(copy, "a") as f:
+        del f["mask/valid"]
+        f["mask/valid"] = np.array([red[1]], dtype="S")
+    cfg = EvalConfig(str(fitted_dir / "last.pt"), str(tmp_path / "ev"), demos=copy, clips=3)
+    rows = _demo_rows([], cfg, fitted, "video", {"red": TASKS[0]})
+    assert rows[0].task_input["names"] == [red[1], red[5], red[4]]  # the valid one, then the latest
+    assert len(rows[0].task_input["clips"]) == 3
+    one = _demo_rows([], EvalConfig(str(fitted_dir / "last.pt"), str(tmp_path / "ev1"), demos=copy), fitted,
+                     "video", {"red": TASKS[0]})
+    assert set(one[0].task_input) == {"video"}  # --clips 1 (default): one clip shows the whole row
+
+
 def test_fit_video_bad_input_exits_2_and_writes_nothing(policy_run, tmp_path, capsys):
     data, ckpt = policy_run
     out = tmp_path / "x"
