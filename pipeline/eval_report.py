@@ -117,8 +117,24 @@ def _write_report(path: str, result: dict) -> None:
     lines += ["", "| given as | success [95% CI] | errors |", "| --- | --- | --- |"]
     for c, s in result["overall"].items():
         lines.append(f"| {c} (all tasks) | {_fmt(s)} | {s['errors']} |")
-    lines += stage_table(result["rows"])
+    lines += stage_table(result["rows"]) + clip_table(result["rows"])
     atomic_write(path, lambda f: f.write("\n".join(lines) + "\n"))
+
+
+def clip_table(rows: list[dict]) -> list[str]:
+    """Markdown lines for rows shown by several clips (`mtil eval --clips N`): successes per demo shown."""
+    lines = []
+    for r in rows:
+        by: dict[str, list[int]] = {}
+        for e in r["episodes"]:
+            if e is not None and not e["error"] and "clip" in e:
+                by.setdefault(e["clip"], []).append(int(e["success"]))
+        if by:
+            lines.append(f"| {r['task']} | " + ", ".join(f"{c}: {sum(v)}/{len(v)}" for c, v in by.items()) + " |")
+    if not lines:
+        return []
+    return ["", "## By clip", "", "Successes of the episodes shown each demo's clip (`--clips`).", "",
+            "| task | demo: successes/episodes |", "|---|---|", *lines]
 
 
 def stage_table(rows: list[dict]) -> list[str]:

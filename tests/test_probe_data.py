@@ -219,3 +219,5 @@ def test_quickstart_with_video_fits_an_encoder_and_evaluates_with_clips(tmp_path
     eps = json.loads((tmp_path / "clips" / "eval.json").read_text())["rows"][0]["episodes"]
     shown = [e["clip"] for e in eps]
     assert shown[0] == shown[2] != shown[1], shown
+    report = (tmp_path / "clips" / "report.md").read_text()
+    assert f"| lift_red | {shown[0]}: " in report and f", {shown[1]}: " in report and "/2" in report
