@@ -50,7 +50,7 @@ class EvalConfig:
     clips: int = 1
     """video rows: how many demos of a task show it, episode i shown by the (i mod N)-th; they are the task's
     last N demos in --demos, those of its mask/valid first (never trained on). 1: one clip decides the whole
-    row; the number of validation demos per task measures success over clips"""
+    row; 0: every demo of the task in mask/valid (its last demo if none), success over the held-out clips"""
     goal_source: str = "expert"
     """goal_image rows: expert (last frame of the scripted expert's episode on the same seed: a held-out demo in
     the same scene; suite tasks only) | demos (last frame of a demo of the task in --demos)"""
@@ -93,7 +93,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         from mtil.datasets.errors import check_range
 
-        for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("clips", 1, None),
+        for name, lo, hi in (("episodes_per_task", 1, None), ("workers", 1, 64), ("clips", 0, None),
                              ("video_episodes", 0, None), ("seed", 0, 2**63 - 1), ("max_steps", 1, None),
                              ("video_size", 16, 1024)):
             check_range("--" + name.replace("_", "-"), getattr(self, name), lo, hi, integer=True)

@@ -314,8 +314,10 @@ def _demo_rows(rows: list[Row], cfg: EvalConfig, ckpt: Checkpoint, condition: st
 
 def _demos_of(info, name: str, text: str, n: int) -> list:
     """Up to ``n`` demos of a task (by its instruction, else its ``mtil_task`` name), latest first, those in the
-    file's mask/valid before the others (the last demos are often the held-out ones)."""
+    file's mask/valid before the others (the last demos are often the held-out ones); ``n`` = 0: all of its
+    mask/valid demos (its latest demo if none is)."""
     mine = [d for d in reversed(info.demos) if d.instruction == text]
     mine = mine or [d for d in reversed(info.demos) if d.task_name == name]
     valid = set(info.masks.get("valid", []))
-    return sorted(mine, key=lambda d: d.name not in valid)[:n]
+    ordered = sorted(mine, key=lambda d: d.name not in valid)
+    return ordered[:n] if n else ordered[:max(1, sum(d.name in valid for d in mine))]

@@ -61,7 +61,7 @@ class QuickstartConfig:
     conditioning: str = "language"
     """language: the policy is evaluated on its instructions | video: after training, a video encoder is fitted
     onto the policy's task space (`mtil fit-video`) and each task is shown by the clips of its validation
-    demos in turn, never trained on (`mtil eval --condition video --clips N`)"""
+    demos in turn, never trained on (`mtil eval --condition video --clips 0`)"""
     video_steps: int = 1500
     """--conditioning video: steps of fitting the video encoder (`mtil fit-video --steps`)"""
 
@@ -114,9 +114,9 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     if cfg.conditioning == "video":
         last = _fit_video(cfg, last, demos, out, say)
         ev = os.path.join(out, "eval_video")
-        how = {"condition": "video", "demos": demos, "clips": _valid_per_task(demos)}
+        how = {"condition": "video", "demos": demos, "clips": 0}  # every validation clip of a task, in turn
     say(f"{n}/{n} evaluating {cfg.episodes_per_task} episodes per task ({cfg.workers} workers"
-        + (f", each task shown by {how['clips']} clip(s) of its validation demos in turn" if how else "") + ")")
+        + (", each task shown by the clips of its validation demos in turn" if how else "") + ")")
     result = evaluate(EvalConfig(checkpoint=last, out=ev, episodes_per_task=cfg.episodes_per_task,
                                  workers=cfg.workers, max_steps=cfg.max_steps, **how))  # experts lift in ~65 steps
     with open(os.path.join(ev, "report.md")) as f:
@@ -125,7 +125,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
     rate = overall.get("success_rate")
     say(f"done in {(time.time() - t0) / 60:.1f} min: mean success "
         f"{'-' if rate is None else f'{rate:.0%}'} over {overall.get('n', 0)} episodes"
-        + (" (each task shown by a clip)" if how else ""))
+        + (" (each task shown by video clips)" if how else ""))
     nxt = (f"mtil eval {run}/last.pt --out {out}/eval  (the same policy told by words, same episodes)" if how
            else f"mtil eval {last} --out {out}/eval_heldout --instructions heldout")
     print(f"report: {ev}/report.md\nplot:   {ev}/success.png\nvideos: {ev}/videos/\nnext:   {nxt}", file=sys.stderr)
@@ -148,14 +148,6 @@ def _fit_video(cfg: QuickstartConfig, last: str, demos: str, out: str, say) -> s
     if held:
         say(f"    validation clips identified as their own task: {held['correct']}/{held['n']}")
     return path
-
-
-def _valid_per_task(demos: str) -> int:
-    """Validation demos per task in the collected file (each shows the task to some episodes: `eval --clips`)."""
-    from mtil.datasets.schema import inspect_file
-
-    info = inspect_file(demos)
-    return max(1, len(info.masks.get("valid", [])) // max(1, len({d.task_name for d in info.demos})))
 
 
 def _checkpoint_step(path: str) -> int | None:

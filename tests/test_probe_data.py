@@ -208,8 +208,8 @@ def test_quickstart_with_video_fits_an_encoder_and_evaluates_with_clips(tmp_path
                  "--workers", "1", "--image-size", "16", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "3/4 fitting a video encoder" in err and "4/4 evaluating 1 episodes per task" in err
-    assert "over 2 episodes (each task shown by a clip)" in err, err  # the headline counts the video rows
-    assert "clip(s) of its validation demos in turn" in err
+    assert "over 2 episodes (each task shown by video clips)" in err, err  # the headline counts the video rows
+    assert "each task shown by the clips of its validation demos in turn" in err
     report = json.loads((out / "eval_video" / "eval.json").read_text())
     assert {r["condition"] for r in report["rows"]} == {"video"} and len(report["rows"]) == 2
     assert (out / "video" / "fit_video.json").exists() and not (out / "eval").exists()

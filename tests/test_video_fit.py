@@ -130,6 +130,13 @@ def test_eval_clips_come_from_the_validation_demos_first(policy_run, tmp_path):
     one = _demo_rows([], EvalConfig(str(fitted_dir / "last.pt"), str(tmp_path / "ev1"), demos=copy), fitted,
                      "video", {"red": TASKS[0]})
     assert set(one[0].task_input) == {"video"}  # --clips 1 (default): one clip shows the whole row
+    with h5py.File(copy, "a") as f:
+        del f["mask/valid"]
+        f["mask/valid"] = np.array([red[1], red[3]], dtype="S")
+    every = _demo_rows([], EvalConfig(str(fitted_dir / "last.pt"), str(tmp_path / "ev0"), demos=copy, clips=0),
+                       fitted, "video", {"red": TASKS[0], "drawer": TASKS[1]})
+    assert every[0].task_input["names"] == [red[3], red[1]]  # --clips 0: every validation demo of the task
+    assert set(every[1].task_input) == {"video"}  # a task with none in mask/valid: its latest demo
 
 
 def test_fit_video_bad_input_exits_2_and_writes_nothing(policy_run, tmp_path, capsys):
