@@ -117,7 +117,8 @@ def test_cuda_device_index_beyond_the_gpus(tmp_path, capsys):
 # ------------------------------------------------------------------------------------- 3: mtil eval
 BAD_EVAL = [("video_size", "0"), ("video_size", "5000"), ("max_steps", "0"), ("seed", "-1"),
             ("episodes_per_task", "0"), ("workers", "0"), ("workers", "65"), ("video_episodes", "-1"),
-            ("exec_steps", "-1"), ("ensemble_decay", "nan"), ("ensemble_decay", "-2")]
+            ("exec_steps", "-1"), ("ensemble_decay", "nan"), ("ensemble_decay", "-2"),
+            ("clips", "-1")]
 
 
 def test_every_numeric_eval_option_has_a_bad_value_tested():
