@@ -54,6 +54,10 @@ class FitVideoConfig:
     """softmax temperature of the cosine similarities over tasks"""
     shift_pad: int = 4
     """random-shift augmentation of the clip frames in pixels (0 disables)"""
+    z_weight: float = 1.0
+    """weight of the loss in the policy's own task space: the squared distance from the clip's z (its embedding
+    through the policy's projection) to its task's z, over the squared distance from that task's z to the
+    nearest other task's (0: only the language-space losses)"""
     seed: int = 0
     """seed of the encoder's init, clip draws and augmentation"""
 
@@ -65,6 +69,7 @@ class FitVideoConfig:
         check_range("--lr", self.lr, 0, lo_open=True)
         check_range("--temperature", self.temperature, 0, lo_open=True)
         check_range("--shift-pad", self.shift_pad, 0, integer=True)
+        check_range("--z-weight", self.z_weight, 0)
 
 
 @dataclass
@@ -118,26 +123,51 @@ def draw_batch(clips: Clips, per_task: int, num_frames: int, rng: np.random.Gene
     return torch.stack(out), torch.tensor(labels, dtype=torch.int64)
 
 
-def identify(encoder, clips: Clips, targets, num_frames: int) -> dict:
+def identify(encoder, clips: Clips, targets, num_frames: int, project=None) -> dict:
     """Clip-to-task identification: each demo's clip (evenly spaced frames, as `mtil eval --condition video`
-    takes it) -> the task whose language embedding is nearest. Per task and overall share correct."""
+    takes it) -> the task whose language embedding is nearest. Per task and overall share correct. With the
+    policy's ``project``: where each clip lands in the policy's task space, its distance to its own task's z
+    over that task's distance to the nearest other task (``z_rel``: 0 on its task; rollouts fail more often
+    past ~0.5, docs/results.md section 21)."""
     import torch
 
     from mtil.encoders.video import sample_clip
 
-    per_task, wrong = {}, []
+    per_task, wrong, rel = {}, [], {}
+    zt = task_space(project, targets) if project is not None else None
     with torch.no_grad():
         for k in sorted(clips.frames):
             batch = torch.stack([sample_clip(fr, num_frames) for fr in clips.frames[k]])
-            guess = (encoder(batch) @ targets.T).argmax(dim=1).tolist()
+            emb = encoder(batch)
+            guess = (emb @ targets.T).argmax(dim=1).tolist()
             per_task[k] = [sum(g == k for g in guess), len(guess)]
             wrong += [(clips.names[k][i], k, g) for i, g in enumerate(guess) if g != k]
+            if zt is not None:
+                d = (project(emb) - zt[0][k]).norm(dim=-1) / zt[1][k].sqrt()
+                rel[k] = [round(float(v), 3) for v in d]
     right, n = sum(v[0] for v in per_task.values()), sum(v[1] for v in per_task.values())
-    return {"correct": right, "n": n, "rate": right / n if n else 0.0, "per_task": per_task, "wrong": wrong}
+    out = {"correct": right, "n": n, "rate": right / n if n else 0.0, "per_task": per_task, "wrong": wrong}
+    if rel:
+        every = [v for vs in rel.values() for v in vs]
+        out.update(z_rel_mean=round(float(np.mean(every)), 3), z_rel_max=max(every), z_rel=rel)
+    return out
 
 
-def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: bool = True):
-    """Train a ``VideoEncoder`` so each clip's embedding is nearest its task's (unit-norm) ``targets`` (K, D)."""
+def task_space(project, targets):
+    """The tasks' z in the policy's space, (K, out_dim), and each task's squared distance to its nearest other
+    task's z, (K,) (1 when the policy has one task)."""
+    import torch
+
+    with torch.no_grad():
+        z = project(targets)
+        d2 = torch.cdist(z, z).pow(2) + torch.eye(len(z)) * torch.finfo(z.dtype).max
+        sep2 = d2.min(dim=1).values if len(z) > 1 else torch.ones(1)
+    return z, sep2.clamp_min(1e-8)
+
+
+def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: bool = True, project=None):
+    """Train a ``VideoEncoder`` so each clip's embedding is nearest its task's (unit-norm) ``targets`` (K, D);
+    with the policy's frozen ``project`` and ``cfg.z_weight``, also near its task's z in the policy's space."""
     import torch
     import torch.nn.functional as F
 
@@ -154,6 +184,9 @@ def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: 
     # compares directions from the tasks' mean, the cosine loss then pulls onto the embedding itself.
     centre = targets.mean(dim=0)
     spread = F.normalize(targets - centre, dim=-1)  # (K, D)
+    # The policy reads z = project(embedding), which stretches some directions: place-block clips at cosine 0.97
+    # to their task can sit half way to the other block task in z, where rollouts fail (section 21).
+    ztask, sep2 = task_space(project, targets) if project is not None and cfg.z_weight else (None, None)
     t0, history = time.perf_counter(), []
     for step in range(1, cfg.steps + 1):
         clips, labels = draw_batch(train, cfg.clips_per_task, cond_cfg.video_frames, rng)
@@ -162,6 +195,8 @@ def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: 
         emb = enc(clips)
         logits = F.normalize(emb - centre, dim=-1) @ spread.T / cfg.temperature
         loss = F.cross_entropy(logits, labels) + cosine_alignment_loss(emb, targets[labels])
+        if ztask is not None:
+            loss = loss + cfg.z_weight * ((project(emb) - ztask[labels]).pow(2).sum(-1) / sep2[labels]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -202,11 +237,14 @@ def fit_video(cfg: FitVideoConfig, progress: bool = True) -> dict:
     held = (read_clips(cfg.heldout, None, pcfg.tasks, camera, "--heldout") if cfg.heldout
             else read_clips(cfg.data, "valid", pcfg.tasks, camera, "--data"))
     targets = F.normalize(weights["task_lang_emb"].float(), dim=-1)  # (K, D)
-    enc, fit = fit_encoder(cfg, train, targets, cc, progress)
+    policy, _ = load_policy(ckpt)
+    project = policy.cond.requires_grad_(False).project  # frozen: only the video encoder is fitted
+    enc, fit = fit_encoder(cfg, train, targets, cc, progress, project)
     report = {"checkpoint": os.path.abspath(cfg.checkpoint), "camera": camera, "config": dataclasses.asdict(cfg),
               "train_demos": sum(map(len, train.frames.values())), **fit,
-              "identification_train": identify(enc, train, targets, cc.video_frames),
-              "identification_heldout": identify(enc, held, targets, cc.video_frames) if held.frames else None,
+              "identification_train": identify(enc, train, targets, cc.video_frames, project),
+              "identification_heldout": identify(enc, held, targets, cc.video_frames, project) if held.frames
+              else None,
               "tasks": list(pcfg.tasks)}
     video = {f"cond.video.{k}": v.detach().clone() for k, v in enc.state_dict().items()}
     d["policy_config"]["conditioning"] = {**cc.to_dict(), "kind": "video",

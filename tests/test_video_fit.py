@@ -74,6 +74,32 @@ def test_fit_video_identifies_heldout_clips_and_leaves_the_policy_unchanged(poli
     assert torch.dist(z_video, z_words) < torch.dist(z_video, z_other)
 
 
+def test_task_space_separation():
+    from mtil.pipeline.video_fit import task_space
+
+    targets = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 1.0]])
+    z, sep2 = task_space(lambda e: 2 * e, targets)  # a projection that doubles distances
+    torch.testing.assert_close(z, 2 * targets)
+    torch.testing.assert_close(sep2, torch.tensor([4.0, 36.0, 4.0]))  # nearest other task, squared
+    assert task_space(lambda e: e, targets[:1])[1].tolist() == [1.0]
+
+
+def test_the_task_space_loss_brings_heldout_clips_nearer_their_tasks_z(policy_run, heldout, tmp_path):
+    """Same seed and steps, with and without --z-weight: where held-out clips land in the policy's space, as a
+    share of the distance to the nearest other task, is reported per clip and is smaller with the loss."""
+    data, ckpt = policy_run
+    rel = {}
+    for w in ("0", "1"):
+        out = tmp_path / f"w{w}"
+        assert main(["fit-video", ckpt, "--data", data, "--heldout", heldout, "--out", str(out), "--steps", "60",
+                     "--clips-per-task", "3", "--z-weight", w]) == 0
+        held = json.loads((out / "fit_video.json").read_text())["identification_heldout"]
+        assert sorted(held["z_rel"]) == ["0", "1"] and len(held["z_rel"]["0"]) == 2
+        assert held["z_rel_max"] == max(v for vs in held["z_rel"].values() for v in vs)
+        rel[w] = held["z_rel_mean"]
+    assert rel["1"] < rel["0"], rel
+
+
 def test_fit_video_from_another_camera(policy_run, tmp_path):
     """--camera: clips of a camera other than the policy's first; the checkpoint remembers which."""
     data, ckpt = policy_run
@@ -151,6 +177,7 @@ def test_fit_video_bad_input_exits_2_and_writes_nothing(policy_run, tmp_path, ca
         ([ckpt, "--data", data, "--camera", "frontview_image"], "no frontview_image in its demos"),
         ([ckpt, "--data", other], "no training demo of task(s) 'lift the red cube', 'open the drawer'"),
         ([ckpt, "--data", data, "--steps", "0"], "--steps"),
+        ([ckpt, "--data", data, "--z-weight", "-1"], "--z-weight must be a finite number >= 0, got -1"),
         ([ckpt, "--data", str(tmp_path / "missing.hdf5")], "missing.hdf5"),
     ]
     for args, message in cases:
