@@ -86,14 +86,18 @@ def test_task_space_separation():
 
 def test_the_task_space_loss_brings_heldout_clips_nearer_their_tasks_z(policy_run, heldout, tmp_path):
     """Same seed and steps, with and without --z-weight: where held-out clips land in the policy's space, as a
-    share of the distance to the nearest other task, is reported per clip and is smaller with the loss."""
+    share of the distance to the nearest other task, is reported per clip and is smaller with the loss, which
+    starts once the batches' clips are told apart (the step is reported)."""
     data, ckpt = policy_run
     rel = {}
     for w in ("0", "1"):
         out = tmp_path / f"w{w}"
         assert main(["fit-video", ckpt, "--data", data, "--heldout", heldout, "--out", str(out), "--steps", "60",
                      "--clips-per-task", "3", "--z-weight", w]) == 0
-        held = json.loads((out / "fit_video.json").read_text())["identification_heldout"]
+        fit = json.loads((out / "fit_video.json").read_text())
+        held = fit["identification_heldout"]
+        z_from = fit["z_loss_from_step"]
+        assert z_from is None if w == "0" else 1 < z_from < 60, z_from
         assert sorted(held["z_rel"]) == ["0", "1"] and len(held["z_rel"]["0"]) == 2
         assert held["z_rel_max"] == max(v for vs in held["z_rel"].values() for v in vs)
         rel[w] = held["z_rel_mean"]
