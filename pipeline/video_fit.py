@@ -214,6 +214,9 @@ def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: 
             if progress:
                 print(f"step {step}/{cfg.steps} loss {value:.4f} batch accuracy {acc:.2f} "
                       f"({step / (time.perf_counter() - t0):.1f} steps/s)", file=sys.stderr)
+    if ztask is not None and z_from is None and progress:
+        print(f"note: the batches' clips were never told apart (averaged batch accuracy {acc_avg:.2f} < 0.95), so "
+              "the task-space loss (--z-weight) never started; more --steps may help", file=sys.stderr)
     return enc.eval(), {"seconds": round(time.perf_counter() - t0, 1), "z_loss_from_step": z_from,
                         "history": history}
 

@@ -104,15 +104,18 @@ def test_the_task_space_loss_brings_heldout_clips_nearer_their_tasks_z(policy_ru
     assert rel["1"] < rel["0"], rel
 
 
-def test_fit_video_from_another_camera(policy_run, tmp_path):
-    """--camera: clips of a camera other than the policy's first; the checkpoint remembers which."""
+def test_fit_video_from_another_camera(policy_run, tmp_path, capsys):
+    """--camera: clips of a camera other than the policy's first; the checkpoint remembers which. Two steps
+    cannot tell the clips apart: the fit says the task-space loss never started."""
     data, ckpt = policy_run
     out = tmp_path / "wrist"
     assert main(["fit-video", ckpt, "--data", data, "--out", str(out), "--steps", "2",
                  "--camera", "robot0_eye_in_hand_image"]) == 0
     _, fitted = load_policy(str(out / "last.pt"))
     assert fitted.policy_config.conditioning_config.video_camera == "robot0_eye_in_hand_image"
-    assert json.loads((out / "fit_video.json").read_text())["camera"] == "robot0_eye_in_hand_image"
+    fit = json.loads((out / "fit_video.json").read_text())
+    assert fit["camera"] == "robot0_eye_in_hand_image" and fit["z_loss_from_step"] is None
+    assert "the task-space loss (--z-weight) never started" in capsys.readouterr().err
     # `mtil eval --condition video --demos` shows the task by a clip of that camera, not the policy's first
     import h5py
 
