@@ -198,18 +198,20 @@ def fit_encoder(cfg: FitVideoConfig, train: Clips, targets, cond_cfg, progress: 
         loss = F.cross_entropy(logits, labels) + cosine_alignment_loss(emb, targets[labels])
         # The task-space loss waits until the clips are told apart (batch accuracy averaged over ~10 steps >=
         # 0.95): from step 1 it held the three lifts' clips between red and green (8/12 held-out clips named).
-        acc_avg = 0.9 * acc_avg + 0.1 * (logits.detach().argmax(1) == labels).float().mean().item()
-        if ztask is not None and (z_from or acc_avg >= 0.95):
-            if z_from is None and progress:
+        acc = (logits.detach().argmax(1) == labels).float().mean().item()
+        acc_avg = 0.9 * acc_avg + 0.1 * acc
+        if ztask is not None and z_from is None and acc_avg >= 0.95:
+            z_from = step
+            if progress:
                 print(f"step {step}: clips told apart, the task-space loss (--z-weight) starts", file=sys.stderr)
-            z_from = z_from or step
+        if z_from is not None:
             loss = loss + cfg.z_weight * ((project(emb) - ztask[labels]).pow(2).sum(-1) / sep2[labels]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if step == 1 or step % 100 == 0 or step == cfg.steps:
-            acc, value = (logits.argmax(1) == labels).float().mean().item(), loss.item()
+            value = loss.item()
             history.append({"step": step, "loss": round(value, 4), "batch_accuracy": round(acc, 3)})
             if progress:
                 print(f"step {step}/{cfg.steps} loss {value:.4f} batch accuracy {acc:.2f} "
