@@ -9,6 +9,8 @@ rate over seeds and its range (min..max), and with ``--stages`` the pooled "wher
 episodes when the runs used the same `mtil eval --seed`. An evaluation without training-instruction rows
 (video, paraphrases) counts all its rows; ``--task NAME`` counts one task's rows only.
 
+``--plot FILE.png`` draws the rows: one column per setup, a dot per training seed, a bar at the mean.
+
 ``--per-task`` prints a task-by-setup matrix instead: one row per task, one column per setup, each cell the
 successes of every evaluation under the glob that has a row for that task (one per training seed) and their
 pooled rate. A glob may then gather single-task runs, one task each ("single=runs/seed_*/single_*/eval").
@@ -70,6 +72,32 @@ def table(rows: list[dict], with_stages: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list[dict], path: str, title: str) -> None:
+    """One column per setup: each seed's success rate as a dot, the mean as a short bar and its value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(rows), 3.6))
+    for i, r in enumerate(rows):
+        rates = [100 * p["successes"] / p["n"] for p in r["seeds"] if p["n"]]
+        xs = [i + 0.12 * (j - (len(rates) - 1) / 2) for j in range(len(rates))]
+        ax.scatter(xs, rates, s=28, color="tab:blue", zorder=3)
+        if r["mean"] is not None:
+            ax.plot([i - 0.32, i + 0.32], [100 * r["mean"]] * 2, color="black", lw=2)
+            ax.annotate(f"{r['mean']:.0%}", (i + 0.34, 100 * r["mean"]), va="center", fontsize=9)
+    ax.set_xticks(range(len(rows)), [r["label"] for r in rows], fontsize=9)
+    ax.set_xlim(-0.6, len(rows) - 0.3)
+    ax.set_ylim(-3, 103)
+    ax.set_ylabel("success per training seed (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def training_rows(run: dict) -> list[dict]:
     """The rows of one evaluation that count: the training-instruction rows, else all of them."""
     return [w for w in run["rows"] if w.get("condition") == "train instruction"] or run["rows"]
@@ -107,7 +135,12 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     ap.add_argument("--task", default=None, help="count only this task's rows (e.g. the rare task of an ablation)")
     ap.add_argument("--per-task", action="store_true", help="a task-by-setup matrix of successes per seed")
+    ap.add_argument("--plot", default=None, metavar="PNG", help="also draw each setup's seeds (not with --per-task)")
+    ap.add_argument("--title", default="", help="title of the --plot figure")
     a = ap.parse_args()
+    if a.plot and a.per_task:
+        print("error: --plot draws the per-setup rows; it cannot be combined with --per-task", file=sys.stderr)
+        return 2
     loaded = []
     for s in a.setups:
         if "=" not in s:
@@ -124,6 +157,8 @@ def main() -> int:
     else:
         rows = [summarize(label, runs, a.task) for label, runs in loaded]
         text = table(rows, a.stages)
+        if a.plot:
+            plot(rows, a.plot, a.title or (f"task {a.task}" if a.task else "all tasks"))
     print(text, end="")
     if a.json:
         with open(a.json, "w") as f:

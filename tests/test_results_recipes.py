@@ -84,3 +84,24 @@ def test_compare_runs_per_task_matrix(script, tmp_path, monkeypatch, capsys):
     assert out[0] == "| task | single | multi |"
     assert "| lift_red | 20, 18 of 20 = 95% | 19, 18 of 20 = 92% |" in out
     assert "| lift_green | 7, 9 of 20 = 40% | - |" in out
+
+
+def test_compare_runs_rare_task_rows_and_plot(script, tmp_path, monkeypatch, capsys):
+    """--task counts one task's rows per seed; --plot draws the seeds of every setup into a PNG; --plot with
+    --per-task is refused with exit code 2 and nothing written."""
+    cmp = script("compare_runs")
+    for s, (a, b) in enumerate([(2, 11), (19, 18), (7, 7)]):
+        _eval_json(tmp_path / f"s{s}_strat" / "eval", [_row("lift_red", 20), _row("lift_blue", a)])
+        _eval_json(tmp_path / f"s{s}_size" / "eval", [_row("lift_red", 10), _row("lift_blue", b)])
+    png = tmp_path / "seeds.png"
+    setups = [f"stratified={tmp_path}/s*_strat/eval", f"size={tmp_path}/s*_size/eval"]
+    monkeypatch.setattr("sys.argv", ["compare_runs", "--task", "lift_blue", "--plot", str(png), *setups])
+    assert cmp.main() == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "| stratified (lift_blue) | 2/20, 19/20, 7/20 | 47% [10%, 95%] |" in out
+    assert "| size (lift_blue) | 11/20, 18/20, 7/20 | 60% [35%, 90%] |" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = tmp_path / "no.png"
+    monkeypatch.setattr("sys.argv", ["compare_runs", "--per-task", "--plot", str(other), *setups])
+    assert cmp.main() == 2
+    assert "cannot be combined" in capsys.readouterr().err and not other.exists()
