@@ -112,6 +112,8 @@ def build_data(cfg: TrainConfig, manifest: Manifest, stats: dict, splits: tuple[
                                          world_size=world, tag_draws=goal, dataset_len=len(ds))
     if cfg.kind.uses_video and rank == 0:
         note_own_clips(ds)
+    if cfg.sampler == "stratified" and rank == 0:
+        note_rare_tasks(ds)
     on_device = place_windows(cfg, ds, device or torch.device("cpu"))
     workers = 0 if on_device else cfg.num_workers if cfg.num_workers >= 0 else (2 if ds.image_mode == "h5py" else 0)
     valid_ds = None  # video clips are drawn from training demos: no validation loss under video conditioning
@@ -164,6 +166,22 @@ def note_own_clips(ds: WindowedDataset) -> None:
               f"{', ...' if len(alone) > 3 else ''}): their video clips come from that same demo, so training "
               "never shows them another episode of the task; collect more demos per task for video "
               "conditioning", file=sys.stderr)
+
+
+def note_rare_tasks(ds: WindowedDataset, ratio: float = 4.0) -> None:
+    """Stratified batches give every task the same share however few demos it has: a task with ``ratio``
+    times fewer training demos than the median task is drawn that much more often per demo. On the
+    imbalanced lifts of docs/results.md section 22 (45 / 45 / 5 demos, 5 seeds) that overfit the rare task:
+    say so, with the samplers that did better there."""
+    tasks = ds.manifest.tasks
+    counts = np.bincount([d.task for d in ds.demos], minlength=len(tasks))
+    median = float(np.median(counts))
+    rare = [f"{tasks[t].instruction!r} ({counts[t]})" for t in np.flatnonzero(counts * ratio <= median)]
+    if rare:
+        print(f"note: {len(rare)} task(s) have at least {ratio:g}x fewer training demos than the median task "
+              f"({median:g}): {', '.join(rare[:3])}{', ...' if len(rare) > 3 else ''}; --sampler stratified gives "
+              f"each of them 1/{len(tasks)} of every batch. With 5 demos against 45 that overfit the rare task "
+              "(docs/results.md section 22); --sampler power (n_task^0.5) or size did better there", file=sys.stderr)
 
 
 def batch_stream(data: TrainData) -> Iterator[dict]:

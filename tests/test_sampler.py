@@ -193,3 +193,21 @@ def test_gripper_switch_windows_are_drawn_more_often(tmp_path, capsys):
     sampler = StratifiedTaskBatchSampler(boosted, 8, seed=0)
     for batch in list(iter(sampler))[:5]:
         assert Counter(int(ds.step_task[i]) for i in batch) == {0: 4, 1: 4}
+
+
+def test_stratified_run_notes_a_rare_task(tmp_path, capsys):
+    """A task with at least 4x fewer training demos than the median gets a note under --sampler stratified (the study of
+    docs/results.md section 22), naming it and its count; balanced data and --sampler size get none."""
+    from mtil.datasets.synthetic import write_synthetic
+    from mtil.pipeline.cli.main import main
+
+    data = write_synthetic(str(tmp_path / "d.hdf5"), tasks=["lift a", "lift b", "lift c"], demos_per_task=[1, 5, 5],
+                           steps=8, image_size=16)  # the file's last demo is its validation split: 1 / 5 / 4
+    args = ["--steps", "1", "--batch-size", "6", "--conditioning", "onehot", "--cond-dim", "8",
+            "--action-horizon", "4", "--skip-env-check"]
+    for i, (extra, noted) in enumerate([([], True), (["--sampler", "size"], False),
+                                        (["--demos-per-task", "1"], False)]):
+        assert main(["train", "--data", data, "--out", str(tmp_path / f"r{i}"), *args, *extra]) == 0
+        err = capsys.readouterr().err
+        want = "1 task(s) have at least 4x fewer training demos than the median task (4): 'lift a' (1)"
+        assert (want in err) is noted, err
