@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import sys
+import textwrap
 
 STAGES = ("start", "reached", "grasped", "lifted", "above target", "success")
 
@@ -79,7 +80,8 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(rows), 3.6))
+    width = 1.6 + 1.4 * len(rows)
+    fig, ax = plt.subplots(figsize=(width, 3.6))
     for i, r in enumerate(rows):
         rates = [100 * p["successes"] / p["n"] for p in r["seeds"] if p["n"]]
         xs = [i + 0.12 * (j - (len(rates) - 1) / 2) for j in range(len(rates))]
@@ -91,7 +93,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     ax.set_xlim(-0.6, len(rows) - 0.3)
     ax.set_ylim(-3, 103)
     ax.set_ylabel("success per training seed (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, int(11 * width)), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
