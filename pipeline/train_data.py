@@ -155,11 +155,15 @@ def sampler_mode(cfg: TrainConfig, task_indices: list[np.ndarray]) -> str | list
     return [float(len(ix)) ** cfg.sampler_alpha for ix in task_indices]
 
 
+def demos_per_task(ds: WindowedDataset) -> np.ndarray:
+    """How many of the dataset's demos each task has (manifest task order)."""
+    return np.bincount([d.task for d in ds.demos], minlength=len(ds.manifest.tasks))
+
+
 def note_own_clips(ds: WindowedDataset) -> None:
     """Video conditioning shows each sample a clip of *another* demo of its task; a task with one training
     demo can only show that demo itself (the policy then sees the very episode it imitates): say so."""
-    tasks = ds.manifest.tasks
-    counts = np.bincount([d.task for d in ds.demos], minlength=len(tasks))
+    tasks, counts = ds.manifest.tasks, demos_per_task(ds)
     alone = [tasks[t].instruction for t in np.flatnonzero(counts == 1)]
     if alone:
         print(f"note: {len(alone)} task(s) have one training demo ({', '.join(map(repr, alone[:3]))}"
@@ -173,8 +177,7 @@ def note_rare_tasks(ds: WindowedDataset, ratio: float = 4.0) -> None:
     times fewer training demos than the median task is drawn that much more often per demo. On the
     imbalanced lifts of docs/results.md section 22 (45 / 45 / 5 demos, 5 seeds) that overfit the rare task:
     say so, with the samplers that did better there."""
-    tasks = ds.manifest.tasks
-    counts = np.bincount([d.task for d in ds.demos], minlength=len(tasks))
+    tasks, counts = ds.manifest.tasks, demos_per_task(ds)
     median = float(np.median(counts))
     rare = [f"{tasks[t].instruction!r} ({counts[t]})" for t in np.flatnonzero(counts * ratio <= median)]
     if rare:
