@@ -46,7 +46,8 @@ class TrainConfig(PolicyOptions):
     """power sampler: exponent alpha of p(task) ~ n_task^alpha (0: stratified, 1: size)"""
     gripper_oversample: int = 1
     """draw the windows within --gripper-window steps of a gripper switch (the last action dimension changing
-    sign) this many times as often as the other windows of their task (1: off); tasks keep their share"""
+    sign) this many times as often as the other windows of their task (1: off); tasks keep their share. On the
+    9-task suite 3x cost 22 points over 3 seeds (docs/results.md section 23)"""
     gripper_window: int = 8
     """--gripper-oversample: steps before and after a gripper switch that count as near it"""
     resume: bool = False
