@@ -20,14 +20,24 @@ if ! dpkg -s "${LIBS[@]}" >/dev/null 2>&1; then
     "${SUDO[@]}" apt-get update -qq >/dev/null && \
     "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${LIBS[@]}" >/dev/null; }
 fi
+LOG="$LR/mtil-install.log"  # pip's output (resolver notes about LeRobot's pins, which --no-deps sets aside)
+echo "mtil: building the LeRobot 0.4.4 environment for the tests in $LR (once; log: $LOG)"
+pip_lr() {
+  if ! "$LR/bin/pip" "$@" >>"$LOG" 2>&1; then
+    echo "error: building the LeRobot environment failed; pip's output is in $LOG (last lines below)" >&2
+    tail -n 15 "$LOG" >&2
+    exit 1
+  fi
+}
 rm -rf "$LR"
 python3 -m venv "$LR"
+: >"$LOG"
 SITE_BASE=$("$BASE/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 SITE_LR=$("$LR/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "$SITE_BASE" > "$SITE_LR/mtil_base.pth"
-"$LR/bin/pip" install --quiet --upgrade pip
-"$LR/bin/pip" install --quiet --no-deps lerobot==0.4.4
-"$LR/bin/pip" install --quiet "datasets>=2.19,<4.2" "huggingface-hub[hf-transfer]>=0.34.2,<0.36" av jsonlines \
+pip_lr install --upgrade pip
+pip_lr install --no-deps lerobot==0.4.4
+pip_lr install "datasets>=2.19,<4.2" "huggingface-hub[hf-transfer]>=0.34.2,<0.36" av jsonlines \
   draccus==0.10.0 einops deepdiff accelerate "imageio[ffmpeg]" pyarrow pandas torchcodec==0.17.0 \
   "torch==2.14.1" "torchvision==0.29.1"
 "$LR/bin/python" -c "import lerobot.datasets.lerobot_dataset, torchcodec.decoders"

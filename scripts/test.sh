@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 source scripts/_venv.sh "[test]"
 # robomimic's own reader checks that our files (DAgger rounds included) are robomimic-readable; its
 # dependency list pins old packages, and its reader needs none of them beyond ours: --no-deps
-"$VENV/bin/pip" install --quiet --no-deps robomimic==0.3.0
+if ! (cd / && "$VENV/bin/python" -c "import robomimic" 2>/dev/null); then
+  mtil_pip robomimic install --no-deps robomimic==0.3.0
+fi
 # LeRobot 0.4.4's own reader and writer check both directions of the LeRobot format (tests/test_lerobot_library.py);
 # it needs its own environment (it pins torch < 2.11): built once beside the venv, then reused
-export MTIL_LEROBOT_VENV="${MTIL_LEROBOT_VENV:-${VENV%/}-lerobot}"
 bash scripts/lerobot_env.sh "$VENV" "$MTIL_LEROBOT_VENV"
 export MTIL_LEROBOT_PYTHON="$MTIL_LEROBOT_VENV/bin/python" MTIL_REQUIRE_LEROBOT=1
 "$VENV/bin/ruff" check --quiet .
