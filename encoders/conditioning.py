@@ -41,7 +41,7 @@ def conditioning_kind(name: str, what: str = "conditioning kind") -> type[TaskCo
 
 
 # Ranges of the numeric options (low, high; inclusive, None: unbounded): `mtil train` checks its --cond-dim and
-# --goal-prob against these too (pipeline/train_config.py), so a bound is written once.
+# --goal-prob against these too (pipeline/training/config.py), so a bound is written once.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "out_dim": (1, None), "lang_dim": (1, None), "video_frames": (1, None), "video_frame_dim": (1, None),
     "video_layers": (0, None), "goal_prob": (0.0, 1.0),

@@ -30,7 +30,7 @@ from mtil.datasets.atomic import atomic_write
 from mtil.datasets.errors import UserError
 
 if TYPE_CHECKING:
-    from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+    from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
 
 FORMAT = "mtil-checkpoint"
 VERSION = 1
@@ -102,7 +102,7 @@ def build_checkpoint(*, step: int, train_config: dict, policy_config: PolicyConf
 
 def read_checkpoint(d: dict, source: str = "checkpoint") -> Checkpoint:
     """A loaded checkpoint dict -> ``Checkpoint``; a foreign or incomplete dict raises UserError."""
-    from mtil.pipeline.policy import PolicyConfig
+    from mtil.pipeline.policy.model import PolicyConfig
 
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise UserError(f"{source}: not an mtil checkpoint (no '{FORMAT}' marker)")
@@ -160,7 +160,7 @@ def load_policy(source: str | dict | Checkpoint, device: str = "cpu",
                 ema: bool = True) -> tuple[MultiTaskPolicy, Checkpoint]:
     """Rebuild the policy from a checkpoint alone: a file, a checkpoint dict (e.g. ``for_inference()``,
     shipped to an evaluation worker) or a ``Checkpoint``. Returns (policy in eval mode, checkpoint)."""
-    from mtil.pipeline.policy import MultiTaskPolicy
+    from mtil.pipeline.policy.model import MultiTaskPolicy
 
     if isinstance(source, str):
         ckpt, name = load_checkpoint(source, map_location=device), source

@@ -21,8 +21,8 @@ from datetime import date
 
 import torch
 
-from mtil.pipeline import evaluate as ev
 from mtil.pipeline.checkpoint import load_checkpoint, load_policy
+from mtil.pipeline.evaluation import run as ev
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from mtil.encoders.conditioning import ConditioningConfig
-from mtil.pipeline.heads import HEADS
-from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
-from mtil.pipeline.trunks import TRUNKS
+from mtil.pipeline.policy.heads import HEADS
+from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.policy.trunks import TRUNKS
 
 CAMS = ["agentview_image", "robot0_eye_in_hand_image"]
 

@@ -1,7 +1,7 @@
 """Training-step benchmark: steps/s, data-wait fraction, GPU busy and peak memory of `mtil train`'s loop.
 
 Builds a synthetic multi-task file shaped like collected data (8 tasks x 20 demos x 150 steps, two
-cameras at --image-size), then runs the real training loop (`mtil.pipeline.train.train`) for --steps
+cameras at --image-size), then runs the real training loop (`mtil.pipeline.training.loop.train`) for --steps
 steps with the small CNN and reads the numbers the loop itself logs to TensorBoard (data-wait fraction =
 time spent waiting for the next batch / step time). Steady state: from the 10th to the last logged step.
 On a GPU, "GPU busy" is nvidia-smi's utilization.gpu (share of time a kernel was running) sampled every
@@ -31,7 +31,7 @@ import psutil
 import torch
 
 from mtil.datasets.synthetic import DEFAULT_INSTRUCTIONS, write_synthetic
-from mtil.pipeline.train import TrainConfig, train
+from mtil.pipeline.training.loop import TrainConfig, train
 
 
 def main() -> None:

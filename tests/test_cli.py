@@ -22,7 +22,7 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 def test_help_shows_every_option_of_the_configs(capsys):
-    from mtil.pipeline.policy import PolicyOptions
+    from mtil.pipeline.policy.model import PolicyOptions
     from mtil.pipeline.sim.collect import CollectConfig
 
     with pytest.raises(SystemExit):

@@ -14,7 +14,7 @@ from torch import nn
 from mtil.datasets.manifest import build_manifest
 from mtil.datasets.synthetic import write_synthetic
 from mtil.encoders.conditioners import CONDITIONERS, PolicyTasks, TaskConditioner
-from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
 
 TASKS = ["lift the red cube", "open the drawer"]
 

@@ -221,7 +221,7 @@ def test_rerun_with_a_retrained_checkpoint_at_the_same_path_is_refused(dagger_ru
     out = tmp_path / "o"
     ck = tmp_path / "policy.pt"
     shutil.copy(args[0], ck)
-    from mtil.pipeline.dagger import DaggerConfig, check_out
+    from mtil.pipeline.recipes.dagger import DaggerConfig, check_out
 
     cfg = DaggerConfig(checkpoint=str(ck), data=[args[2]], out=str(out))
     os.makedirs(out)

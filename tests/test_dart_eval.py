@@ -61,7 +61,7 @@ def test_dart_noise_out_of_range_is_a_user_error(tmp_path):
 def test_eval_reports_stages_and_starts_from_demo_states(dart_file, tmp_path):
     from mtil.pipeline.checkpoint import load_checkpoint
     from mtil.pipeline.cli.main import main
-    from mtil.pipeline.evaluate import EvalConfig, evaluate, plan_rows
+    from mtil.pipeline.evaluation.run import EvalConfig, evaluate, plan_rows
 
     run = tmp_path / "run"
     assert main(["train", "--data", dart_file, "--out", str(run), "--steps", "2", "--batch-size", "4",

@@ -13,7 +13,7 @@ from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.synthetic import write_synthetic
 from mtil.datasets.windowed import GoalSampling, WindowedDataset
 from mtil.pipeline.checkpoint import load_checkpoint
-from mtil.pipeline.train import TrainConfig, train
+from mtil.pipeline.training.loop import TrainConfig, train
 
 TASKS = ["lift the red cube", "open the drawer", "push the button"]
 

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("robosuite")
 
-from mtil.pipeline import evaluate as ev  # noqa: E402
-from mtil.pipeline.eval_report import wilson  # noqa: E402
-from mtil.pipeline.evaluate import EvalConfig, Row  # noqa: E402
+from mtil.pipeline.evaluation import run as ev  # noqa: E402
+from mtil.pipeline.evaluation.report import wilson  # noqa: E402
+from mtil.pipeline.evaluation.run import EvalConfig, Row  # noqa: E402
 
 
 def test_wilson_values():
@@ -26,7 +26,7 @@ def test_wilson_values():
 
 def test_wilson_contains_the_rate_and_plots_all_successes(tmp_path):
     """Rounding once put the upper bound of 10/10 just below 1: the bar plot then refused a negative error."""
-    from mtil.pipeline.eval_report import _plot
+    from mtil.pipeline.evaluation.report import _plot
 
     for n in range(1, 201):
         for k in range(n + 1):
@@ -67,7 +67,7 @@ def test_periodic_rollouts_evaluate_the_in_memory_policy(trained, tmp_path):
     rollout keeps best.pt: test_train.py::test_periodic_rollouts_keep_best."""
     import torch
 
-    from mtil.pipeline.train import TrainConfig, train
+    from mtil.pipeline.training.loop import TrainConfig, train
 
     data = os.path.join(os.path.dirname(os.path.dirname(trained)), "demos.hdf5")
     out = tmp_path / "run"
@@ -244,7 +244,7 @@ def test_full_disk_loses_videos_not_episodes(trained, tmp_path, monkeypatch, cap
     lost; now the video is skipped with a warning and eval.json holds every episode."""
     import errno
 
-    import mtil.pipeline.eval_report as report
+    import mtil.pipeline.evaluation.report as report
 
     def full(path, *a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", path)

@@ -17,7 +17,7 @@ from mtil.datasets.synthetic import write_synthetic
 from mtil.datasets.windowed import GoalSampling, WindowedDataset
 from mtil.pipeline.checkpoint import load_policy
 from mtil.pipeline.cli.main import main
-from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
 
 FAST = ["--batch-size", "4", "--action-horizon", "4", "--exec-steps", "2", "--warmup-steps", "2", "--cond-dim", "8",
         "--save-every", "2"]

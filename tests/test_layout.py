@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = {"datasets": "mtil.datasets", "encoders": "mtil.encoders", "pipeline": "mtil.pipeline"}
 
@@ -108,7 +110,7 @@ def test_importing_training_loads_no_simulator():
     import subprocess
     import sys
 
-    code = ("import sys, mtil.pipeline.train, mtil.pipeline.cli.main, mtil.pipeline.evaluate; "
+    code = ("import sys, mtil.pipeline.training.loop, mtil.pipeline.cli.main, mtil.pipeline.evaluation.run; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('robosuite', 'mujoco')))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
@@ -124,3 +126,62 @@ def test_one_cache_root(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "old"
     monkeypatch.setenv("MTIL_CACHE_DIR", str(tmp_path / "new"))
     assert cache_root() == tmp_path / "new" and default_cache_dir() == tmp_path / "new" / "text_embeddings"
+
+
+def test_pipeline_is_laid_out_by_role():
+    """No flat module named for its room (issue 35): training, evaluation, policy and recipes are folders,
+    and every folder with an __init__.py is a package pyproject installs."""
+    import tomllib
+
+    flat = sorted(p.name for p in (ROOT / "pipeline").glob("*.py"))
+    rooms = ("eval", "train", "policy", "normalizer", "quickstart", "dagger", "video_fit")
+    assert not [n for n in flat if n.startswith(rooms)], flat
+    for room in ("policy", "policy/heads", "policy/trunks", "training", "evaluation", "recipes", "sim", "cli"):
+        assert (ROOT / "pipeline" / room / "__init__.py").is_file(), room
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join([PACKAGES[folder], *init.parent.relative_to(ROOT / folder).parts])
+             for folder in PACKAGES for init in (ROOT / folder).rglob("__init__.py")}
+    assert listed == found, (sorted(found - listed), sorted(listed - found))
+
+
+OLD_PATHS = [
+    ("from mtil.pipeline.train import train, TrainConfig", "mtil.pipeline.training.loop"),
+    ("from mtil.pipeline.evaluate import evaluate, EvalConfig", "mtil.pipeline.evaluation.run"),
+    ("from mtil.pipeline.eval_report import headline", "mtil.pipeline.evaluation.report"),
+    ("from mtil.pipeline.quickstart import quickstart", "mtil.pipeline.recipes.quickstart"),
+    ("from mtil.pipeline.video_fit import fit_video", "mtil.pipeline.recipes.fit_video"),
+    ("from mtil.pipeline.heads.l1 import L1Head", "mtil.pipeline.policy.heads.l1"),
+]
+
+
+@pytest.mark.parametrize("line, new", OLD_PATHS)
+def test_old_import_paths_still_work_and_name_the_new_one(line, new):
+    """A user's script with a pre-issue-35 import runs, warned once with the new path; the module it gets
+    is the new one itself (no second copy of its classes)."""
+    import subprocess
+    import sys
+
+    old = line.split()[1]
+    code = (f"import warnings, sys; warnings.simplefilter('always')\n{line}\n"
+            f"import {new} as new_mod\nassert sys.modules[{old!r}] is new_mod\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"FutureWarning: {old} moved to {new}: import it from there" in p.stderr, p.stderr[-2000:]
+
+
+def test_the_policy_package_still_hands_out_the_model():
+    from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+    from mtil.pipeline.policy.model import MultiTaskPolicy as M
+    from mtil.pipeline.policy.model import PolicyConfig as C
+
+    assert MultiTaskPolicy is M and PolicyConfig is C
+    with pytest.raises(ImportError):
+        from mtil.pipeline.policy import NoSuchThing  # noqa: F401
+
+
+def test_a_name_that_never_existed_is_still_an_error():
+    from mtil.pipeline.moved import new_name
+
+    assert new_name("mtil.pipeline.training_loop") is None and new_name("mtil.pipeline.sim.envs") is None
+    with pytest.raises(ModuleNotFoundError):
+        import mtil.pipeline.trainer  # noqa: F401

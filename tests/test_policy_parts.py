@@ -13,9 +13,9 @@ from mtil.datasets.manifest import build_manifest
 from mtil.datasets.synthetic import write_synthetic
 from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
-from mtil.pipeline.heads import HEADS, ActionHead
-from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
-from mtil.pipeline.trunks import TRUNKS
+from mtil.pipeline.policy.heads import HEADS, ActionHead
+from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.policy.trunks import TRUNKS
 
 TASKS = ["lift the red cube", "open the drawer"]
 
@@ -126,9 +126,9 @@ class ToyTrunk(nn.Module):
 
 def test_a_new_head_and_trunk_train_through_mtil_train(data, tmp_path, monkeypatch, capsys):
     """Registering is one line per table; `mtil train` then offers and trains them, and the checkpoint acts."""
-    from mtil.pipeline import heads, trunks
     from mtil.pipeline.checkpoint import load_policy
     from mtil.pipeline.cli.main import main
+    from mtil.pipeline.policy import heads, trunks
 
     monkeypatch.setitem(heads.HEADS, "toy", ToyHead)
     monkeypatch.setitem(trunks.TRUNKS, "toy", ToyTrunk)

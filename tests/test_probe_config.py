@@ -26,8 +26,8 @@ import torch
 from mtil.datasets.errors import UserError
 from mtil.datasets.synthetic import write_synthetic
 from mtil.pipeline.cli.main import main
-from mtil.pipeline.evaluate import EvalConfig
-from mtil.pipeline.train_config import TrainConfig
+from mtil.pipeline.evaluation.run import EvalConfig
+from mtil.pipeline.training.config import TrainConfig
 
 EDITED = "pick up the red block"  # lift_red's demos, their instruction edited (no suite instruction or paraphrase)
 
@@ -174,7 +174,7 @@ def plain(suite_runs):
 
 def _rows(ckpt_path: str, **kw):
     from mtil.pipeline.checkpoint import load_checkpoint
-    from mtil.pipeline.evaluate import plan_rows
+    from mtil.pipeline.evaluation.run import plan_rows
 
     return plan_rows(EvalConfig(ckpt_path, "unused", **kw), load_checkpoint(ckpt_path))
 
@@ -213,8 +213,8 @@ def test_task_names_from_the_training_files(tmp_path):
     demo attrs (mtil_task) can."""
     from mtil.encoders.conditioning import ConditioningConfig
     from mtil.pipeline.checkpoint import Checkpoint
-    from mtil.pipeline.eval_rows import suite_task_names
-    from mtil.pipeline.policy import PolicyConfig
+    from mtil.pipeline.evaluation.rows import suite_task_names
+    from mtil.pipeline.policy.model import PolicyConfig
 
     texts = ["pick up the red block", "pick up the green block"]
     data = str(tmp_path / "d.hdf5")

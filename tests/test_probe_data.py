@@ -170,7 +170,7 @@ def test_ingest_help_documents_instruction_precedence(capsys):
 
 # ---------------------------------------------------------------------------- 8. quickstart/ ignored
 def test_quickstart_output_folder_is_git_ignored():
-    from mtil.pipeline.quickstart import PRESETS, QuickstartConfig
+    from mtil.pipeline.recipes.quickstart import PRESETS, QuickstartConfig
 
     if not os.path.isdir(os.path.join(REPO_ROOT, ".git")):
         pytest.skip("not a git checkout")
@@ -182,7 +182,7 @@ def test_quickstart_output_folder_is_git_ignored():
 
 def test_quickstart_presets_fill_what_is_not_given():
     from mtil.datasets.errors import UserError
-    from mtil.pipeline.quickstart import QuickstartConfig
+    from mtil.pipeline.recipes.quickstart import QuickstartConfig
 
     suite = QuickstartConfig(preset="suite")
     assert (suite.tasks, suite.demos_per_task, suite.steps, suite.episodes_per_task, suite.max_steps) == \

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-import mtil.pipeline.train as train_mod
+import mtil.pipeline.training.loop as train_mod
 from mtil.datasets.synthetic import write_synthetic
 from mtil.pipeline.cli.main import main
 

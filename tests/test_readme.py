@@ -24,7 +24,7 @@ def _python_blocks() -> list[str]:
 
 def test_readme_library_snippet_runs(tmp_path, monkeypatch):
     from mtil.datasets.ingest import IngestConfig, ingest
-    from mtil.pipeline.train import TrainConfig, train
+    from mtil.pipeline.training.loop import TrainConfig, train
 
     blocks = _python_blocks()
     assert blocks, "README.md has no ```python block"

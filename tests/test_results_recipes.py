@@ -20,7 +20,7 @@ def recipes(script):
 
 def test_every_recipe_step_parses(recipes, tmp_path):
     from mtil.pipeline.cli.argsfrom import dataclass_from_args
-    from mtil.pipeline.train_config import TrainConfig, parse_demo_caps
+    from mtil.pipeline.training.config import TrainConfig, parse_demo_caps
 
     steps = [s for exp in recipes.experiments().values() for s in exp]
     assert {s.kind for s in steps} == {"collect", "train", "eval"}

@@ -154,7 +154,7 @@ def test_power_sampler_is_between_stratified_and_size(alpha, want):
     """--sampler power: p(task) ~ n_task^alpha; sizes 400 and 100 at alpha 0.5 give shares 20:10 (2:1)."""
     from types import SimpleNamespace
 
-    from mtil.pipeline.train_data import sampler_mode
+    from mtil.pipeline.training.data import sampler_mode
 
     idx = [np.arange(400), np.arange(400, 500)]
     mode = sampler_mode(SimpleNamespace(sampler="power", sampler_alpha=alpha), idx)
@@ -171,7 +171,7 @@ def test_gripper_switch_windows_are_drawn_more_often(tmp_path, capsys):
     from mtil.datasets.manifest import build_manifest
     from mtil.datasets.synthetic import write_synthetic
     from mtil.datasets.windowed import WindowedDataset
-    from mtil.pipeline.train_data import near_gripper_switch, oversample_switches
+    from mtil.pipeline.training.data import near_gripper_switch, oversample_switches
 
     path = write_synthetic(str(tmp_path / "d.hdf5"), demos_per_task=2, steps=20)
     with h5py.File(path, "r+") as f:  # demo_0 closes at step 10; the others never switch

@@ -25,7 +25,7 @@ from mtil.datasets.windowed import WindowedDataset
 from mtil.encoders.conditioning import ConditioningConfig
 from mtil.pipeline.checkpoint import load_policy
 from mtil.pipeline.cli.main import main
-from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
 
 BIN = os.path.dirname(sys.executable)
 FAST = ["--batch-size", "6", "--obs-horizon", "1", "--action-horizon", "4", "--exec-steps", "2",
@@ -215,7 +215,7 @@ def test_policy_save_load_roundtrip(tmp_path, data):
 def test_video_conditioning_encodes_one_clip_per_task(tmp_path, data):
     """Video training end to end; the batch carries one clip per task present, and encoding those once
     gives exactly the task vectors of encoding one clip per sample."""
-    from mtil.pipeline.train_data import add_clips
+    from mtil.pipeline.training.data import add_clips
 
     out = tmp_path / "run"
     r = mtil("train", "--data", data, "--out", str(out), "--steps", "3", "--conditioning", "video", *FAST)
@@ -273,7 +273,7 @@ def test_checkpoint_of_the_old_layout_still_loads(tmp_path, data):
     """A checkpoint with exactly the keys train() wrote before checkpoint.build_checkpoint existed loads,
     runs, and resumes; one missing what evaluation needs is refused with a clear message."""
     from mtil.pipeline.checkpoint import read_checkpoint
-    from mtil.pipeline.train import TrainConfig, resume_checkpoint
+    from mtil.pipeline.training.loop import TrainConfig, resume_checkpoint
 
     manifest, stats = build_manifest([data], valid_fraction=0)
     policy = _tiny_policy(stats, obs_horizon=2)
@@ -309,7 +309,7 @@ def test_checkpoint_of_the_old_layout_still_loads(tmp_path, data):
 
 def test_periodic_rollouts_keep_best(tmp_path, data, monkeypatch):
     """A worse later rollout leaves best.pt alone (the rollout itself is replaced by given rates)."""
-    import mtil.pipeline.train as train_mod
+    import mtil.pipeline.training.loop as train_mod
 
     rates = iter([0.5, 0.2])
     seen = []

@@ -12,7 +12,7 @@ import pytest
 from mtil.datasets.manifest import build_manifest
 from mtil.datasets.synthetic import write_synthetic
 from mtil.pipeline.cli.main import main
-from mtil.pipeline.policy import default_lowdim_keys
+from mtil.pipeline.policy.model import default_lowdim_keys
 
 LIFT_ENV_ARGS = {"env_name": "Lift", "type": 1, "env_kwargs": {
     "robots": ["Panda"], "camera_names": ["agentview", "robot0_eye_in_hand"], "camera_heights": 16,

@@ -75,7 +75,7 @@ def test_fit_video_identifies_heldout_clips_and_leaves_the_policy_unchanged(poli
 
 
 def test_task_space_separation():
-    from mtil.pipeline.video_fit import task_space
+    from mtil.pipeline.recipes.fit_video import task_space
 
     targets = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 1.0]])
     z, sep2 = task_space(lambda e: 2 * e, targets)  # a projection that doubles distances
@@ -120,8 +120,8 @@ def test_fit_video_from_another_camera(policy_run, tmp_path, capsys):
     import h5py
 
     from mtil.encoders.video import sample_clip
-    from mtil.pipeline.eval_rows import _demo_rows
-    from mtil.pipeline.evaluate import EvalConfig
+    from mtil.pipeline.evaluation.rows import _demo_rows
+    from mtil.pipeline.evaluation.run import EvalConfig
 
     rows = _demo_rows([], EvalConfig(str(out / "last.pt"), str(tmp_path / "ev"), demos=data), fitted, "video",
                       {"drawer": TASKS[1]})
@@ -143,8 +143,8 @@ def test_eval_clips_come_from_the_validation_demos_first(policy_run, tmp_path):
     import h5py
 
     from mtil.datasets.schema import inspect_file
-    from mtil.pipeline.eval_rows import _demo_rows
-    from mtil.pipeline.evaluate import EvalConfig
+    from mtil.pipeline.evaluation.rows import _demo_rows
+    from mtil.pipeline.evaluation.run import EvalConfig
 
     data, ckpt = policy_run
     fitted_dir = tmp_path / "fit"

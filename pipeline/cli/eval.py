@@ -6,12 +6,12 @@ from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
 
 
 def register_eval(sub, help_text: str) -> None:
-    from mtil.pipeline.evaluate import EvalConfig
+    from mtil.pipeline.evaluation.run import EvalConfig
 
     p = add_config_command(sub, "eval", help_text, EvalConfig, positional=("checkpoint",), required=("out",))
 
     def run(a) -> int:
-        from mtil.pipeline.evaluate import evaluate
+        from mtil.pipeline.evaluation.run import evaluate
 
         result = evaluate(dataclass_from_args(EvalConfig, a))
         with open(f"{a.out}/report.md") as f:

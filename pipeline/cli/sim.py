@@ -108,7 +108,7 @@ def _run_replay(a) -> int:
 
 
 def register_dagger(sub, help_text: str) -> None:
-    from mtil.pipeline.dagger import DaggerConfig
+    from mtil.pipeline.recipes.dagger import DaggerConfig
 
     p = add_config_command(sub, "dagger", help_text, DaggerConfig, "Each round: policy rollouts (a step executes "
                            "the expert's action with probability beta), every visited state labelled by the scripted "
@@ -121,7 +121,7 @@ def register_dagger(sub, help_text: str) -> None:
 def _run_dagger(a) -> int:
     import sys
 
-    from mtil.pipeline.dagger import DaggerConfig, dagger
+    from mtil.pipeline.recipes.dagger import DaggerConfig, dagger
 
     try:
         s = dagger(dataclass_from_args(DaggerConfig, a))

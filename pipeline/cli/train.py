@@ -6,14 +6,14 @@ from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
 
 
 def register_train(sub, help_text: str) -> None:
-    from mtil.pipeline.train_config import TrainConfig
+    from mtil.pipeline.training.config import TrainConfig
 
     p = add_config_command(sub, "train", help_text, TrainConfig, "DDP: torchrun --nproc_per_node 2 -m "
                            "mtil.pipeline.cli.train --data ... --out RUN (gloo on CPU, nccl on GPU; only rank 0 "
                            "writes).", required=("data", "out"))
 
     def run(a) -> int:
-        from mtil.pipeline.train import train
+        from mtil.pipeline.training.loop import train
 
         train(dataclass_from_args(TrainConfig, a))
         return 0
@@ -22,7 +22,7 @@ def register_train(sub, help_text: str) -> None:
 
 
 def register_fit_video(sub, help_text: str) -> None:
-    from mtil.pipeline.video_fit import FitVideoConfig
+    from mtil.pipeline.recipes.fit_video import FitVideoConfig
 
     p = add_config_command(sub, "fit-video", help_text, FitVideoConfig, "The policy is not changed: the encoder "
                            "learns to put a demo clip where the policy's tasks are in the language space. Then: "
@@ -30,7 +30,7 @@ def register_fit_video(sub, help_text: str) -> None:
                            required=("out", "data"))
 
     def run(a) -> int:
-        from mtil.pipeline.video_fit import FitVideoConfig, fit_video
+        from mtil.pipeline.recipes.fit_video import FitVideoConfig, fit_video
 
         r = fit_video(dataclass_from_args(FitVideoConfig, a))
         for name in ("identification_train", "identification_heldout"):

@@ -7,7 +7,7 @@ data). Episode i of every task uses seed ``--seed + i``, for every checkpoint, s
 checkpoints and between rows of one task (training instruction vs paraphrase) are paired. An episode
 that raises (unstable physics, renderer failure) or whose worker dies is an *error* row entry, counted
 apart from failures; the run goes on, eval.json says ``"complete": false`` with the error counts (exit 3).
-Ctrl-C writes what finished (``"interrupted": true``). Bad envs stop it before any worker (eval_rows.py).
+Ctrl-C writes what finished (``"interrupted": true``). Bad envs stop it before any worker (rows.py, checks.py).
 
 Rows: for each task, the training instruction; with ``--instructions heldout|all`` also each held-out
 paraphrase and each held-out task composition (never demonstrated); with ``--condition video`` the task
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtil.pipeline.eval_config import EvalConfig, Row
-from mtil.pipeline.eval_rows import plan_rows
+from mtil.pipeline.evaluation.config import EvalConfig, Row
+from mtil.pipeline.evaluation.rows import plan_rows
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
@@ -115,8 +115,8 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     file ``cfg.checkpoint``, which then only labels the report. Workers get its weights as a state dict.
     """
     from mtil.pipeline.checkpoint import load_checkpoint
-    from mtil.pipeline.eval_checks import check_envs
-    from mtil.pipeline.eval_report import error_summary, prepare_out, write_outputs
+    from mtil.pipeline.evaluation.checks import check_envs
+    from mtil.pipeline.evaluation.report import error_summary, prepare_out, write_outputs
 
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(cfg.checkpoint)
     # what a worker rebuilds the policy from: the file, or the weights themselves (spawned processes)
@@ -187,7 +187,7 @@ def _run_episodes(cfg: EvalConfig, rows: list[Row], episodes: dict, out: str, wo
 
 
 def _save_video(out: str, row: Row, i: int, frames: list, result: dict, goal) -> None:
-    from mtil.pipeline.eval_report import write_video
+    from mtil.pipeline.evaluation.report import write_video
 
     try:
         write_video(os.path.join(out, "videos", f"{row.task}__{_slug(row.condition)}__{i}.mp4"), frames,

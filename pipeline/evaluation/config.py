@@ -1,5 +1,5 @@
 """What an evaluation is: ``EvalConfig`` (every option of `mtil eval`, with its validation) and ``Row`` (a task
-and one way of giving it); pipeline/eval_rows.py plans the rows, pipeline/evaluate.py runs them."""
+and one way of giving it); pipeline/evaluation/rows.py plans the rows, pipeline/evaluation/run.py runs them."""
 
 from __future__ import annotations
 

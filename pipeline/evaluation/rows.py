@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtil.datasets.errors import UserError
-from mtil.pipeline.eval_config import TRAIN_INSTRUCTION, Row
+from mtil.pipeline.evaluation.config import TRAIN_INSTRUCTION, Row
 from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
-    from mtil.pipeline.eval_config import EvalConfig
+    from mtil.pipeline.evaluation.config import EvalConfig
 
 
 def has_own_envs(ckpt: Checkpoint) -> bool:
@@ -226,7 +226,7 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     else:
         rows = _suite_rows(cfg, ckpt, condition)
     if cfg.seeds_from:
-        from mtil.pipeline.eval_checks import attach_initial_states
+        from mtil.pipeline.evaluation.checks import attach_initial_states
 
         attach_initial_states(rows, cfg.seeds_from, cfg.episodes_per_task, env_args)
     return rows, env_args

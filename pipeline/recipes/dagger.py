@@ -81,7 +81,7 @@ class DaggerConfig:
     def settings(self) -> dict:
         """What a round's results depend on: a rerun into the same --out must match them (--rounds may grow,
         --workers changes nothing but speed)."""
-        from mtil.pipeline.evaluate import file_sha256
+        from mtil.pipeline.evaluation.run import file_sha256
 
         keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rounds", "workers", "out")}
         keep["checkpoint"] = os.path.abspath(self.checkpoint)
@@ -162,10 +162,10 @@ def dagger(cfg: DaggerConfig) -> dict:
 
     from mtil.datasets.atomic import write_json_atomic
     from mtil.pipeline.checkpoint import load_checkpoint, rollout_policy_loader
-    from mtil.pipeline.eval_report import headline
-    from mtil.pipeline.evaluate import EvalConfig, evaluate
+    from mtil.pipeline.evaluation.report import headline
+    from mtil.pipeline.evaluation.run import EvalConfig, evaluate
     from mtil.pipeline.sim.collect import CollectConfig, collect
-    from mtil.pipeline.train import TrainConfig, train
+    from mtil.pipeline.training.loop import TrainConfig, train
 
     ckpt = load_checkpoint(cfg.checkpoint)
     tasks, image_size = expert_tasks(ckpt, cfg.checkpoint)

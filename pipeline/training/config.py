@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from mtil.datasets.errors import UserError, check_range
 from mtil.encoders.conditioners import CONDITIONERS, TaskConditioner
 from mtil.encoders.conditioning import RANGES, ConditioningConfig, conditioning_kind
-from mtil.pipeline.policy import PolicyOptions
+from mtil.pipeline.policy.model import PolicyOptions
 
 
 @dataclass

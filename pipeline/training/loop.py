@@ -39,17 +39,17 @@ from mtil.pipeline.checkpoint import (
     save_checkpoint,
     save_run_checkpoint,
 )
-from mtil.pipeline.distributed import Dist, setup_distributed
-from mtil.pipeline.policy import MultiTaskPolicy, PolicyConfig
+from mtil.pipeline.policy.model import MultiTaskPolicy, PolicyConfig
 from mtil.pipeline.sim.probe import check_rollout_envs
-from mtil.pipeline.train_config import RESUME_FREE, TrainConfig
-from mtil.pipeline.train_data import (
+from mtil.pipeline.training.config import RESUME_FREE, TrainConfig
+from mtil.pipeline.training.data import (
     TrainData,
     add_clips,
     batch_stream,
     build_data,
     load_demos,
 )
+from mtil.pipeline.training.distributed import Dist, setup_distributed
 
 __all__ = ["TrainConfig", "add_clips", "train", "train_step", "validation_loss"]
 
@@ -344,8 +344,8 @@ def rollout_success(cfg: TrainConfig, out: str, ckpt: Checkpoint) -> float:
     """Mean success of the checkpoint's EMA weights (held in memory, shipped to the evaluation workers)
     over the training tasks, by rollouts in worker processes (this process's RNG is untouched). The report
     stays in RUN/rollouts/step_<n>/."""
-    from mtil.pipeline.eval_report import headline
-    from mtil.pipeline.evaluate import EvalConfig, evaluate
+    from mtil.pipeline.evaluation.report import headline
+    from mtil.pipeline.evaluation.run import EvalConfig, evaluate
 
     rollouts = os.path.join(out, "rollouts", f"step_{ckpt.step}")
     res = evaluate(EvalConfig(checkpoint=f"{out} (step {ckpt.step}, in memory)", out=rollouts,

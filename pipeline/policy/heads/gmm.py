@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtil.pipeline.heads.base import ActionHead
+from mtil.pipeline.policy.heads.base import ActionHead
 
 
 class GMMHead(ActionHead):

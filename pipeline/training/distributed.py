@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from mtil.pipeline.train_config import TrainConfig
+    from mtil.pipeline.training.config import TrainConfig
 
 
 @dataclass

@@ -14,7 +14,7 @@ from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
-    from mtil.pipeline.eval_config import Row
+    from mtil.pipeline.evaluation.config import Row
 
 
 def check_envs(rows: list[Row], env_args: dict, ckpt: Checkpoint, name: str) -> None:

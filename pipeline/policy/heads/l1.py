@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mtil.pipeline.heads.base import ActionHead, masked_mean
+from mtil.pipeline.policy.heads.base import ActionHead, masked_mean
 
 
 class L1Head(ActionHead):

@@ -16,8 +16,8 @@ from mtil.datasets.manifest import Manifest, manifest_from_inputs
 from mtil.datasets.sampler import StratifiedTaskBatchSampler
 from mtil.datasets.windowed import GoalSampling, WindowedDataset, make_loader
 from mtil.encoders.video import clip_indices, pick_other_demo
-from mtil.pipeline.policy import PolicyConfig
-from mtil.pipeline.train_config import TrainConfig, parse_demo_caps
+from mtil.pipeline.policy.model import PolicyConfig
+from mtil.pipeline.training.config import TrainConfig, parse_demo_caps
 
 UNLABELED = "(no instruction)"  # task of demos without language under goal_image conditioning
 

@@ -1,4 +1,4 @@
-"""The action-head interface: what every head of the policy (pipeline/heads/__init__.py lists them) provides.
+"""The action-head interface: what every head of the policy (pipeline/policy/heads/__init__.py lists them) provides.
 
 A head turns the trunk's output ``h`` (B, in_dim) into a chunk of H normalized actions of size A:
 - ``loss(h, target, valid) -> (B,)``: the per-sample training loss against ``target`` (B, H, A) normalized

@@ -10,7 +10,7 @@ import platform
 import numpy as np
 
 from mtil.datasets.atomic import atomic_write, check_writable_dir, write_json_atomic
-from mtil.pipeline.eval_config import TRAIN_INSTRUCTION
+from mtil.pipeline.evaluation.config import TRAIN_INSTRUCTION
 from mtil.pipeline.mp4 import write_mp4
 from mtil.pipeline.sim.stages import STAGE_ORDER
 

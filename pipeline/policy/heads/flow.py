@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mtil.pipeline.heads.base import ActionHead, masked_mean
+from mtil.pipeline.policy.heads.base import ActionHead, masked_mean
 
 
 def time_features(t: Tensor, dim: int = 32) -> Tensor:

@@ -5,8 +5,8 @@ out_dim)``, and one line in ``TRUNKS``."""
 
 from __future__ import annotations
 
-from mtil.pipeline.trunks.mlp import MLPTrunk
-from mtil.pipeline.trunks.transformer import TransformerTrunk
+from mtil.pipeline.policy.trunks.mlp import MLPTrunk
+from mtil.pipeline.policy.trunks.transformer import TransformerTrunk
 
 TRUNKS = {
     "mlp": MLPTrunk,

@@ -29,9 +29,9 @@ from mtil.encoders.backbones import make_backbone, random_shift
 from mtil.encoders.conditioners import PolicyTasks
 from mtil.encoders.conditioning import ConditioningConfig, make_conditioner
 from mtil.encoders.video import cosine_alignment_loss
-from mtil.pipeline.heads import HEADS
-from mtil.pipeline.normalizer import Normalizer
-from mtil.pipeline.trunks import TRUNKS
+from mtil.pipeline.policy.heads import HEADS
+from mtil.pipeline.policy.normalizer import Normalizer
+from mtil.pipeline.policy.trunks import TRUNKS
 
 
 def _opt(field_name: str) -> str:
@@ -86,8 +86,8 @@ class PolicyOptions:
 
     def __post_init__(self) -> None:
         from mtil.encoders.backbones import BACKBONES
-        from mtil.pipeline.heads import HEADS
-        from mtil.pipeline.trunks import TRUNKS
+        from mtil.pipeline.policy.heads import HEADS
+        from mtil.pipeline.policy.trunks import TRUNKS
 
         for name, table in (("head", HEADS), ("trunk", TRUNKS), ("backbone", BACKBONES)):
             if getattr(self, name) not in table:

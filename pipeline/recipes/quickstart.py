@@ -81,11 +81,11 @@ class QuickstartConfig:
 
 
 def quickstart(cfg: QuickstartConfig) -> dict:
-    from mtil.pipeline.eval_config import TRAIN_INSTRUCTION
-    from mtil.pipeline.eval_report import headline
-    from mtil.pipeline.evaluate import EvalConfig, evaluate
+    from mtil.pipeline.evaluation.config import TRAIN_INSTRUCTION
+    from mtil.pipeline.evaluation.report import headline
+    from mtil.pipeline.evaluation.run import EvalConfig, evaluate
     from mtil.pipeline.sim.collect import CollectConfig, collect
-    from mtil.pipeline.train import TrainConfig, train
+    from mtil.pipeline.training.loop import TrainConfig, train
 
     out = os.path.abspath(cfg.out)
     os.makedirs(out, exist_ok=True)
@@ -135,7 +135,7 @@ def quickstart(cfg: QuickstartConfig) -> dict:
 def _fit_video(cfg: QuickstartConfig, last: str, demos: str, out: str, say) -> str:
     """Stage 3 of --conditioning video: OUT/video/last.pt, the policy with a video encoder fitted on clips of its
     training demos (identification on the validation demos printed)."""
-    from mtil.pipeline.video_fit import FitVideoConfig, fit_video
+    from mtil.pipeline.recipes.fit_video import FitVideoConfig, fit_video
 
     path = os.path.join(out, "video", "last.pt")
     if os.path.exists(path):

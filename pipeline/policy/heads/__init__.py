@@ -1,13 +1,13 @@
 """Action heads of the policy, by name (``--head``). Adding one: a module with an ``ActionHead`` subclass
-(pipeline/heads/base.py: ``loss`` on a batch, ``sample`` at rollout, its options read from the policy
+(pipeline/policy/heads/base.py: ``loss`` on a batch, ``sample`` at rollout, its options read from the policy
 options) and one line in ``HEADS``."""
 
 from __future__ import annotations
 
-from mtil.pipeline.heads.base import ActionHead
-from mtil.pipeline.heads.flow import FlowHead
-from mtil.pipeline.heads.gmm import GMMHead
-from mtil.pipeline.heads.l1 import L1Head
+from mtil.pipeline.policy.heads.base import ActionHead
+from mtil.pipeline.policy.heads.flow import FlowHead
+from mtil.pipeline.policy.heads.gmm import GMMHead
+from mtil.pipeline.policy.heads.l1 import L1Head
 
 HEADS: dict[str, type[ActionHead]] = {
     "l1": L1Head,
