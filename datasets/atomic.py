@@ -120,6 +120,11 @@ def atomic_path(path: str, directory: bool = False) -> Iterator[str]:
     try:
         yield target.tmp
         target.commit()
+    except OSError as e:
+        if e.errno is not None and e.filename in (None, target.tmp):  # name the file the user asked for
+            # (a full disk's ENOSPC from a write names no file; one from opening names our temp file)
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), target.path) from e
+        raise
     finally:
         target.discard()
 

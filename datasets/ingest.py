@@ -20,7 +20,13 @@ from tqdm import tqdm
 
 from mtil.datasets.atomic import atomic_path, remove_stale_temps_beside, write_json_atomic
 from mtil.datasets.errors import DataError, UserError
-from mtil.datasets.lerobot_ingest import check_lerobot_sources, convert_lerobot_sources, lerobot_summary, moved_files
+from mtil.datasets.lerobot_ingest import (
+    check_lerobot_sources,
+    check_room,
+    convert_lerobot_sources,
+    lerobot_summary,
+    moved_files,
+)
 from mtil.datasets.lerobot_read import inspect_lerobot, is_lerobot_dir
 from mtil.datasets.manifest import Manifest, build_manifest, load_manifest
 from mtil.datasets.schema import inspect_file
@@ -121,9 +127,14 @@ def ingest(cfg: IngestConfig) -> Manifest:
         raise UserError(f"--out {cfg.out}: parent directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise UserError(f"--out {cfg.out}: parent directory is not writable")
+    seen: dict[str, str] = {}
     for src in cfg.sources:
         if os.path.abspath(src).startswith(out + os.sep):
             raise UserError(f"{src}: a source file may not live inside --out")
+        real = os.path.realpath(src)  # a symlink, a trailing slash or ./ spell the same source twice
+        if real in seen:
+            raise UserError(f"{src}: given twice (also as {seen[real]}): its demos would count twice")
+        seen[real] = src
     with _out_lock(out, cfg.out):
         return _ingest_locked(cfg, out)
 
@@ -155,6 +166,8 @@ def _ingest_locked(cfg: IngestConfig, out: str) -> Manifest:
         _check_replaceable(out, cfg.out)
 
     lerobot, env_args = check_lerobot_sources(cfg)
+    if lerobot:
+        check_room(lerobot, out, cfg.out)
     notes: list[str] = []
     if not lerobot:  # HDF5 only: validated and summarized before anything is written
         manifest, stats = _manifest(cfg, cfg.sources, notes)

@@ -11,7 +11,9 @@ from mtil.datasets.lerobot_read import LeRobotInfo, inspect_lerobot, is_lerobot_
 from mtil.datasets.text_table import text_table
 
 
-def _env_from(path: str) -> dict:
+def _env_from(path: str, found: dict[str, LeRobotInfo]) -> dict:
+    """The simulator description of the collected file ``path``, whose actions must have the size of every
+    dataset's in ``found`` (the env it describes takes actions of that size)."""
     from mtil.datasets.schema import inspect_file
 
     fi = inspect_file(path, check_values=False)
@@ -19,7 +21,42 @@ def _env_from(path: str) -> dict:
         raise UserError(f"--env-from {path}: {fi.problems[0].what}")
     if not fi.env_args:
         raise UserError(f"--env-from {path}: the file has no env_args (data.attrs['env_args'])")
+    for source, info in found.items():
+        if fi.action_dim is not None and info.action_dim != fi.action_dim:
+            raise UserError(f"--env-from {path}: its environment takes actions of {fi.action_dim} values, the "
+                            f"dataset {source} has actions of {info.action_dim}: a policy trained on it could not "
+                            "act there (give --env-from a file collected with the same robot and controller)")
     return {k: v for k, v in fi.env_args.items() if k != "image_convention"}
+
+
+def free_bytes_needed(found: dict[str, LeRobotInfo]) -> int:
+    """What the decoded HDF5 files of ``found`` take on disk: every frame of every camera as uint8, the
+    actions and low-dim vectors as float32, plus HDF5's per-dataset overhead."""
+    total = 0
+    for info in found.values():
+        per_frame = sum(h * w * c for h, w, c in info.cameras.values())
+        per_frame += 4 * (info.action_dim + sum(b - a for parts in info.lowdim.values() for _, a, b in parts))
+        total += per_frame * info.num_frames + 64 * 1024 * (1 + len(info.episodes))
+    return total
+
+
+def check_room(found: dict[str, LeRobotInfo], out: str, shown: str) -> None:
+    """``UserError`` unless the file system of ``out`` has room for the decoded datasets (checked before
+    decoding: HDF5 cannot close a file cleanly once a write has failed)."""
+    import shutil
+
+    need = free_bytes_needed(found)
+    probe = out
+    while not os.path.isdir(probe):
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise UserError(f"--out {shown}: no space left on device for the decoded videos: they need about "
+                        f"{_mib(need)}, {_mib(free)} free there")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n // 1024} KiB"
 
 
 def check_lerobot_sources(cfg) -> tuple[dict[str, LeRobotInfo], dict | None]:
@@ -34,7 +71,7 @@ def check_lerobot_sources(cfg) -> tuple[dict[str, LeRobotInfo], dict | None]:
             print(f"note: {note}")
     if cfg.env_from and not found:
         raise UserError("--env-from applies to LeRobot dataset directories; none was given")
-    env_args = _env_from(cfg.env_from) if cfg.env_from else None
+    env_args = _env_from(cfg.env_from, found) if cfg.env_from else None
     if found and env_args is None:
         bare = [s for s, info in found.items() if not (info.mtil or {}).get("env_args")]
         if bare:

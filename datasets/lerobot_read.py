@@ -169,13 +169,29 @@ def _read_tasks(info: LeRobotInfo) -> dict[int, str]:
     if "task_index" not in cols or text_col is None:
         info.problem(fmt.TASKS, f"needs a task_index column and the task strings (as the index), found {cols}")
         return {}
+    index = table.column("task_index").to_pylist()
+    bad = [i for i in index if not _count(i)]
+    if bad:
+        info.problem(fmt.TASKS, f"task_index must hold non-negative integers, found {', '.join(map(repr, bad[:3]))}"
+                                + (f" and {len(bad) - 3} more" if len(bad) > 3 else ""))
+        return {}
     tasks = {}
-    for i, text in zip(table.column("task_index").to_pylist(), table.column(text_col).to_pylist()):
+    for i, text in zip(index, table.column(text_col).to_pylist()):
         if not isinstance(text, str) or not text.strip() or "\x00" in text:
             info.problem(fmt.TASKS, f"task_index {i}: task must be a non-empty text, found {text!r}")
             continue
         tasks[int(i)] = text.strip()
     return tasks
+
+
+def _count(v) -> bool:
+    """A non-negative integer as parquet gives one (not None, not a float, not a bool)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+
+
+def _time(v) -> bool:
+    """A finite, non-negative number of seconds."""
+    return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and bool(np.isfinite(v)) and v >= 0
 
 
 def _episode_tables(info: LeRobotInfo):
@@ -184,50 +200,71 @@ def _episode_tables(info: LeRobotInfo):
                    for n in ns if n.endswith(".parquet"))
     if not files:
         info.problem(fmt.EPISODES_DIR, "missing or holds no parquet file: the episodes' metadata is gone")
-    return [t for t in (_parquet(info, rel) for rel in files) if t is not None]
+    return [(rel, t) for rel, t in ((rel, _parquet(info, rel)) for rel in files) if t is not None]
+
+
+EPISODE_COUNTS = ("episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+                  "dataset_to_index")
+"""Fields of an episodes parquet row that must be non-negative integers."""
 
 
 def _read_episodes(info: LeRobotInfo, tasks: dict[int, str]) -> None:
-    names = {"episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
-             "dataset_to_index", "tasks"}
-    for table in _episode_tables(info):
+    names = {*EPISODE_COUNTS, "tasks"}
+    for rel, table in _episode_tables(info):
         missing = sorted(names - set(table.column_names))
         if missing:
-            info.problem(fmt.EPISODES_DIR, f"episode table lacks columns {missing}")
+            info.problem(rel, f"episode table lacks columns {missing}")
             continue
-        for row in table.to_pylist():
-            ep = row["episode_index"]
-            where = f"{fmt.EPISODES_DIR}: episode {ep}"
-            length = row["length"]
-            span = row["dataset_to_index"] - row["dataset_from_index"]
-            if not isinstance(length, int) or length <= 0 or span != length:
-                info.problem(where, f"length {length} does not match dataset_from_index..dataset_to_index "
-                                    f"({row['dataset_from_index']}..{row['dataset_to_index']})")
-                continue
-            ep_tasks = row["tasks"] or []
-            if not ep_tasks or not isinstance(ep_tasks[0], str):
-                info.problem(where, f"has no task string (tasks = {ep_tasks!r})")
-                continue
-            if ep_tasks[0].strip() not in tasks.values():
-                info.problem(where, f"task {ep_tasks[0]!r} is not in {fmt.TASKS}")
-                continue
-            if len(ep_tasks) > 1:
-                info.notes.append(f"{info.root}: episode {ep} has {len(ep_tasks)} tasks; mtil takes the first, "
-                                  f"{ep_tasks[0]!r}, as its instruction")
-            data_file = fmt.DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
-            meta = EpisodeMeta(int(ep), int(length), ep_tasks[0].strip(), data_file, int(row["dataset_from_index"]))
-            for cam in info.cameras:
-                cols = [f"videos/{cam}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
-                if any(c not in row or row[c] is None for c in cols):
-                    info.problem(where, f"has no video location for {cam} (columns {cols[0]}, ...)")
-                    continue
-                mp4 = fmt.VIDEO_PATH.format(video_key=cam, chunk_index=row[cols[0]], file_index=row[cols[1]])
-                meta.videos[cam] = (mp4, float(row[cols[2]]), float(row[cols[3]]))
-            info.episodes.append(meta)
+        for n, row in enumerate(table.to_pylist()):
+            meta = _episode(info, rel, n, row, tasks)
+            if meta is not None:
+                info.episodes.append(meta)
     info.episodes.sort(key=lambda e: e.index)
     seen = [e.index for e in info.episodes]
     if len(set(seen)) != len(seen):
         info.problem(fmt.EPISODES_DIR, "lists an episode_index twice")
+
+
+def _episode(info: LeRobotInfo, rel: str, n: int, row: dict, tasks: dict[int, str]) -> EpisodeMeta | None:
+    """Row ``n`` of the episodes table ``rel`` checked field by field (each problem names the file, the
+    episode and the field), as an ``EpisodeMeta``; None when it has a problem."""
+    ep = row["episode_index"]
+    where = f"{rel}: episode {ep if _count(ep) else f'in row {n}'}"
+    bad = [f for f in EPISODE_COUNTS if not _count(row[f])]
+    if bad:
+        info.problem(where, f"{bad[0]} must be a non-negative integer, found {row[bad[0]]!r}")
+        return None
+    length = row["length"]
+    if length <= 0 or row["dataset_to_index"] - row["dataset_from_index"] != length:
+        info.problem(where, f"length {length} does not match dataset_from_index..dataset_to_index "
+                            f"({row['dataset_from_index']}..{row['dataset_to_index']})")
+        return None
+    ep_tasks = row["tasks"] or []
+    if not ep_tasks or not isinstance(ep_tasks[0], str):
+        info.problem(where, f"has no task string (tasks = {ep_tasks!r})")
+        return None
+    if ep_tasks[0].strip() not in tasks.values():
+        info.problem(where, f"task {ep_tasks[0]!r} is not in {fmt.TASKS}")
+        return None
+    if len(ep_tasks) > 1:
+        info.notes.append(f"{info.root}: episode {ep} has {len(ep_tasks)} tasks; mtil takes the first, "
+                          f"{ep_tasks[0]!r}, as its instruction")
+    data_file = fmt.DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+    meta = EpisodeMeta(int(ep), int(length), ep_tasks[0].strip(), data_file, int(row["dataset_from_index"]))
+    for cam in info.cameras:
+        cols = [f"videos/{cam}/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+        if any(c not in row for c in cols):
+            info.problem(where, f"has no video location for {cam} (columns {cols[0]}, ...)")
+            return None
+        checks = [(c, _count) for c in cols[:2]] + [(c, _time) for c in cols[2:]]
+        wrong = next((c for c, ok in checks if not ok(row[c])), None)
+        if wrong is not None:
+            what = "a non-negative integer" if wrong in cols[:2] else "a finite time in seconds >= 0"
+            info.problem(where, f"{wrong} must be {what}, found {row[wrong]!r}")
+            return None
+        mp4 = fmt.VIDEO_PATH.format(video_key=cam, chunk_index=row[cols[0]], file_index=row[cols[1]])
+        meta.videos[cam] = (mp4, float(row[cols[2]]), float(row[cols[3]]))
+    return meta
 
 
 def fixed_lists(column, n: int, where: str, info: LeRobotInfo) -> np.ndarray | None:
@@ -262,6 +299,11 @@ def _check_data(info: LeRobotInfo, tasks: dict[int, str]) -> None:
         for name in ["action", *info.lowdim]:
             values = fixed_lists(table.column(name), table.num_rows, f"{rel}: {name}", info)
             if values is None:
+                continue
+            declared = info.action_dim if name == "action" else info.lowdim[name][-1][2]
+            if values.shape[1] != declared:
+                info.problem(f"{rel}: {name}", f"rows hold {values.shape[1]} values, {fmt.INFO} says "
+                                               f"{declared} (features[{name!r}].shape)")
                 continue
             bad = np.flatnonzero(~np.isfinite(values.astype(np.float64)).all(axis=1))
             if bad.size:

@@ -119,3 +119,42 @@ def default_sigint():
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     yield
+
+
+def _bytes(size: str) -> int:
+    units = {"k": 1024, "m": 1024 ** 2}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """``small_fs("1m", leave_free="224k", read_only=False)``: a real tmpfs of that size mounted in tmp_path
+    (a full disk or a read-only folder, as a user's would be), filled with a file ``filler`` until only
+    ``leave_free`` bytes remain ("0": completely full); unmounted after the test. Needs root (mount): the
+    test is skipped elsewhere, and CI here runs as root."""
+    mounts: list[str] = []
+
+    def make(size: str, leave_free: str | None = None, read_only: bool = False) -> str:
+        where = str(tmp_path / f"fs{len(mounts)}")
+        os.makedirs(where)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"needs a tmpfs mount (root): {done.stderr.decode().strip()}")
+        mounts.append(where)
+        if leave_free is not None:
+            target = _bytes(leave_free)
+            with open(os.path.join(where, "filler"), "wb") as f:
+                try:
+                    while os.statvfs(where).f_bavail * os.statvfs(where).f_frsize > target:
+                        free = os.statvfs(where).f_bavail * os.statvfs(where).f_frsize
+                        f.write(b"\0" * max(4096, min(1 << 20, free - target)))
+                        f.flush()
+                except OSError:  # the last block did not fit: full
+                    pass
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", where], check=True)
+        return where
+
+    yield make
+    for where in reversed(mounts):
+        subprocess.run(["umount", "-l", where], capture_output=True)

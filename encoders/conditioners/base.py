@@ -96,6 +96,13 @@ class TaskConditioner(nn.Module):
         cls.default_condition = cls.conditions[0] if cls.conditions else ""
 
     @classmethod
+    def untrained(cls, condition: str, options: Any, train_config: dict) -> str:
+        """Why a policy of this kind, trained with the policy ``options`` and ``train_config`` (the
+        checkpoint's), never learned to take its task as ``condition``, although the kind accepts it; ""
+        when it did. Evaluation refuses such a condition rather than report what an untrained path does."""
+        return ""
+
+    @classmethod
     def language_encoder(cls):
         """The ``LanguageEncoder`` whose embeddings this kind reads (pooled or token states)."""
         from mtil.encoders.language import LanguageEncoder

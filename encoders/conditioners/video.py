@@ -36,3 +36,13 @@ class VideoConditioner(LanguageSpace):
 
     def from_video(self, clip: Tensor) -> Tensor:
         return self(clip)
+
+    @classmethod
+    def untrained(cls, condition: str, options, train_config: dict) -> str:
+        # words reach z through ``proj`` only because the alignment loss put the clips' embeddings where their
+        # instructions' are; without it (and without fit-video, which fits clips onto a language policy)
+        # ``proj`` has only ever seen clips
+        if condition == "language" and options.align_weight == 0 and "fit_video" not in train_config:
+            return ("its language input was never trained: it was trained with --align-weight 0, so only clips "
+                    "reach its task space; evaluate it with --condition video")
+        return ""

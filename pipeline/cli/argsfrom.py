@@ -95,6 +95,20 @@ def dataclass_from_args(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)})
 
 
+def checking_cache(func):
+    """``func`` with the cache folder (``$MTIL_CACHE_DIR``) checked first: for the commands that build
+    simulators (decimated meshes) or embed instructions, where an unusable cache would otherwise fail inside
+    every worker's episode."""
+
+    def run(args):
+        from mtil.datasets.cache import check_cache_root
+
+        check_cache_root()
+        return func(args)
+
+    return run
+
+
 def run_guarded(func, args) -> int:
     """Run a command's ``func(args)`` with the exit-code conventions of `mtil`: 2 and one line per problem
     for bad input (no traceback), 2 and one line for a full disk or a read-only file system, 130 on Ctrl-C;

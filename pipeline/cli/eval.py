@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_config_command, checking_cache, dataclass_from_args
 
 
 def register_eval(sub, help_text: str) -> None:
@@ -18,7 +18,7 @@ def register_eval(sub, help_text: str) -> None:
             print(f.read())
         return eval_exit_code(result)
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=checking_cache(run))
 
 
 def eval_exit_code(result: dict) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_config_command, checking_cache, dataclass_from_args
 
 
 def register_quickstart(sub, help_text: str) -> None:
@@ -16,4 +16,4 @@ def register_quickstart(sub, help_text: str) -> None:
 
         return eval_exit_code(quickstart(dataclass_from_args(QuickstartConfig, a)))
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=checking_cache(run))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from mtil.pipeline.cli.argsfrom import HelpFormatter, add_config_command, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import HelpFormatter, add_config_command, checking_cache, dataclass_from_args
 
 
 def register_tasks(sub, help_text: str) -> None:
@@ -57,7 +57,7 @@ def register_collect(sub, help_text: str) -> None:
                            "--keep-failures also writes them, marked), and writes one robomimic-layout HDF5 file "
                            "atomically (Ctrl-C leaves nothing behind). See `mtil tasks` for the task names.",
                            required=("out",))
-    p.set_defaults(func=_run_collect)
+    p.set_defaults(func=checking_cache(_run_collect))
 
 
 def _run_collect(a) -> int:
@@ -92,7 +92,7 @@ def register_replay(sub, help_text: str) -> None:
     p = add_config_command(sub, "replay", help_text, ReplayConfig, "Rebuilds the env from the file's env_args, "
                            "restores the demo's recorded initial state, replays its actions, reports whether the "
                            "task still succeeds (exit 0) or not (exit 3), and writes an mp4.", positional=("file",))
-    p.set_defaults(func=_run_replay)
+    p.set_defaults(func=checking_cache(_run_replay))
 
 
 def _run_replay(a) -> int:
@@ -115,7 +115,7 @@ def register_dagger(sub, help_text: str) -> None:
                            "expert and written as OUT/round_<r>/rollouts.hdf5; training on the aggregate; evaluation. "
                            "Finished steps are reused, so rerunning the same command resumes. Exit 3 if a round's "
                            "rollouts all error.", positional=("checkpoint",), required=("out", "data"))
-    p.set_defaults(func=_run_dagger)
+    p.set_defaults(func=checking_cache(_run_dagger))
 
 
 def _run_dagger(a) -> int:

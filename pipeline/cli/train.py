@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtil.pipeline.cli.argsfrom import add_config_command, dataclass_from_args
+from mtil.pipeline.cli.argsfrom import add_config_command, checking_cache, dataclass_from_args
 
 
 def register_train(sub, help_text: str) -> None:
@@ -18,7 +18,7 @@ def register_train(sub, help_text: str) -> None:
         train(dataclass_from_args(TrainConfig, a))
         return 0
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=checking_cache(run))
 
 
 def register_fit_video(sub, help_text: str) -> None:
@@ -40,7 +40,7 @@ def register_fit_video(sub, help_text: str) -> None:
         print(f"wrote {a.out}/last.pt and {a.out}/fit_video.json")
         return 0
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=checking_cache(run))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,12 +55,24 @@ def stage_counts(episodes: list[dict]) -> dict:
     return {"stages": counts, "stalled": sum(bool(e.get("stalled")) for e in valid)}
 
 
-def prepare_out(path: str) -> str:
-    """Create ``path``/videos after checking ``--out`` (a file in the way or a read-only folder is a
-    ``UserError``)."""
+def prepare_out(path: str) -> tuple[str, bool]:
+    """Create ``path`` after checking ``--out`` (a file in the way or a read-only folder is a
+    ``UserError``); returns (its absolute path, whether this call made it). ``videos/`` is made by the
+    first video written."""
     out = check_writable_dir(path)
-    os.makedirs(os.path.join(out, "videos"), exist_ok=True)
-    return out
+    made = not os.path.isdir(out)
+    os.makedirs(out, exist_ok=True)
+    return out, made
+
+
+def remove_if_empty(*folders: str) -> None:
+    """Remove each folder that exists and is empty, in order (an evaluation that could write nothing
+    leaves no empty videos/ or --out behind)."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty, or not there
+            pass
 
 
 def error_summary(episodes: dict, finished: bool) -> dict:

@@ -212,6 +212,9 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     if condition not in spec.conditions:
         raise UserError(f"this checkpoint is {kind}-conditioned: it cannot take --condition {condition}; use "
                         f"--condition {' or '.join(spec.conditions)}")
+    why = spec.untrained(condition, ckpt.policy_config, ckpt.train_config)
+    if why:
+        raise UserError(f"{cfg.checkpoint}: --condition {condition}: {why}")
     trained = list(ckpt.tasks)
     rows: list[Row] = []
     if has_own_envs(ckpt):  # tasks from different environments: each in its own

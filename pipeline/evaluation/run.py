@@ -116,7 +116,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     """
     from mtil.pipeline.checkpoint import load_checkpoint
     from mtil.pipeline.evaluation.checks import check_envs
-    from mtil.pipeline.evaluation.report import error_summary, prepare_out, write_outputs
+    from mtil.pipeline.evaluation.report import error_summary, prepare_out, remove_if_empty, write_outputs
 
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(cfg.checkpoint)
     # what a worker rebuilds the policy from: the file, or the weights themselves (spawned processes)
@@ -125,7 +125,7 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
     rows, env_args = plan_rows(cfg, ckpt)
     _embed_instructions(rows, ckpt)  # here, once: workers never load the language model
     check_envs(rows, env_args, ckpt, cfg.checkpoint)  # before any worker: each env builds, gives the policy's keys
-    out = prepare_out(cfg.out)
+    out, made = prepare_out(cfg.out)
     n = cfg.episodes_per_task
     episodes = {(r, i): None for r in range(len(rows)) for i in range(n)}
     t0 = time.time()
@@ -136,7 +136,10 @@ def evaluate(cfg: EvalConfig, on_episode_start=None, checkpoint: Checkpoint | No
             "step": ckpt.step, "seconds": time.time() - t0, **error_summary(episodes, finished),
             "config": {k: v for k, v in vars(cfg).items()},
             "env_name": ", ".join(dict.fromkeys((r.env_args or env_args)["env_name"] for r in rows))}
-    return write_outputs(out, rows, episodes, n, meta)
+    try:
+        return write_outputs(out, rows, episodes, n, meta)
+    finally:  # a full disk: no empty folder of ours is left
+        remove_if_empty(os.path.join(out, "videos"), *([out] if made else []))
 
 
 def _embed_instructions(rows: list[Row], ckpt: Checkpoint) -> None:
@@ -189,11 +192,13 @@ def _run_episodes(cfg: EvalConfig, rows: list[Row], episodes: dict, out: str, wo
 def _save_video(out: str, row: Row, i: int, frames: list, result: dict, goal) -> None:
     from mtil.pipeline.evaluation.report import write_video
 
+    path = os.path.join(out, "videos", f"{row.task}__{_slug(row.condition)}__{i}.mp4")
     try:
-        write_video(os.path.join(out, "videos", f"{row.task}__{_slug(row.condition)}__{i}.mp4"), frames,
-                    row.instruction, result, goal=goal)
-    except OSError as e:  # a full disk loses the video, not the episodes that finished
-        print(f"warning: video not written ({e.strerror or e})", file=sys.stderr)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_video(path, frames, row.instruction, result, goal=goal)
+    except (OSError, RuntimeError) as e:  # a full disk loses the video, not the episodes that finished
+        why = f"{path}: {e.strerror}" if isinstance(e, OSError) and e.strerror else str(e)  # ffmpeg's names it
+        print(f"warning: video not written: {why}", file=sys.stderr)
 
 
 def _slug(text: str) -> str:

@@ -60,6 +60,8 @@ class DaggerConfig:
     """seed of rollouts (round r uses seed 7919 * r + seed) and of training"""
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**31:  # options first, then files (as every command checks them)
+            raise UserError(f"--seed must be in [0, 2^31), got {self.seed}")
         if not os.path.isfile(self.checkpoint):
             raise UserError(f"{self.checkpoint}: checkpoint file does not exist")
         if not self.data:
@@ -73,8 +75,6 @@ class DaggerConfig:
             raise UserError("--beta and --beta-decay must be in [0, 1]")
         if self.horizon < 10 or self.eval_episodes < 0 or not 1 <= self.workers <= 64:
             raise UserError("--horizon >= 10, --eval-episodes >= 0 and --workers in [1, 64] are needed")
-        if not 0 <= self.seed < 2**31:
-            raise UserError(f"--seed must be in [0, 2^31), got {self.seed}")
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise UserError(f"--out {self.out}: is a file, expected a directory (made if missing)")
 

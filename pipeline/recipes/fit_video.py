@@ -71,6 +71,7 @@ class FitVideoConfig:
         check_range("--temperature", self.temperature, 0, lo_open=True)
         check_range("--shift-pad", self.shift_pad, 0, integer=True)
         check_range("--z-weight", self.z_weight, 0)
+        check_range("--seed", self.seed, 0, 2**31 - 1, integer=True)
 
 
 @dataclass

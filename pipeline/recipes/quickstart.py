@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from mtil.datasets.errors import UserError
+from mtil.datasets.errors import UserError, check_range
 
 PRESETS: dict[str, dict] = {
     "lifts": {"out": "quickstart", "tasks": "lift_red,lift_green,lift_blue", "demos_per_task": 40, "steps": 3000,
@@ -74,6 +74,7 @@ class QuickstartConfig:
         if self.steps < 1 or self.demos_per_task < 2 or self.episodes_per_task < 1 or self.max_steps < 1:
             raise UserError("--steps >= 1, --demos-per-task >= 2, --episodes-per-task >= 1 and --max-steps >= 1 "
                             "are needed")
+        check_range("--seed", self.seed, 0, 2**31 - 1, integer=True, note=" (it seeds collection and training)")
         if not 0.0 <= self.noise <= 1.0:
             raise UserError(f"--noise must be in [0, 1], got {self.noise}")
         if self.conditioning not in ("language", "video"):

@@ -223,6 +223,11 @@ class SimEnv:
         obs = self._obs(self.raw._get_observations(force_update=True))
         return {k: (v.shape, v.dtype) for k, v in obs.items()}
 
+    @property
+    def action_dim(self) -> int:
+        """Size of the action ``step`` takes (the robots' controllers and grippers together)."""
+        return int(self.raw.action_dim)
+
     def close(self) -> None:
         self.raw.close()
 

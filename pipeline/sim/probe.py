@@ -51,10 +51,11 @@ def _prober():
             spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
             env.reset(seed=0)
             state_size = int(env.get_state().size)
+            action_dim = env.action_dim
             env.close()
         except Exception as e:  # noqa: BLE001 - whatever the constructor raises is the user's cause
             return "error", f"{type(e).__name__}: {e}"[:400]
-        return "ok", {"spec": spec, "state_size": state_size}
+        return "ok", {"spec": spec, "state_size": state_size, "action_dim": action_dim}
 
     return handle
 
@@ -129,6 +130,11 @@ def check_env_for_policy(env_args: dict, task: str | None, pcfg, where: str,
         return
     check_policy_keys(spec, pcfg.image_keys + pcfg.lowdim_keys, dict(zip(pcfg.lowdim_keys, pcfg.lowdim_dims)),
                       where=f"{where} ({env_args.get('env_name')})", fix=fix)
+    takes = _probe(env_args, task, where, 300)["action_dim"]
+    if takes != pcfg.action_dim:
+        raise UserError(f"{where} ({env_args.get('env_name')}): the policy's actions have {pcfg.action_dim} values, "
+                        f"the environment takes {takes} (the demos were recorded with another robot or controller "
+                        "than this env_args describes)")
 
 
 def check_rollout_envs(files: list[FileEntry], pcfg) -> None:

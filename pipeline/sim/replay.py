@@ -112,7 +112,7 @@ def replay(cfg: ReplayConfig) -> dict:
             success_step = t + 1
     if cfg.out:
         frames.append(env.render_frame(cfg.camera, cfg.size))
-        write_mp4(cfg.out, frames, cfg.fps, quality=8)
+        write_mp4(cfg.out, frames, cfg.fps, crf=10)
     final_success = bool(env.is_success())
     env.close()
     return {"demo": cfg.demo, "task": task, "instruction": attrs.get("language_instruction"),
