@@ -142,3 +142,15 @@ def test_readme_walkthrough_runs(tmp_path):
     failed = commands[len(ok)] if len(ok) < len(commands) else None
     assert r.returncode == 0 and len(ok) == len(commands), (
         f"`mtil {shlex.join(failed or [])}` failed (exit {r.returncode}):\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}")
+
+
+def test_readme_is_a_newcomers_page():
+    """Issue 35: the README is read in minutes (<= 160 lines), its two commands come first (within 40
+    lines), and history stays in docs/results.md (no dated "those numbers are for the expert of ..." notes)."""
+    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+        lines = f.read().splitlines()
+    assert len(lines) <= 160, len(lines)
+    first = "\n".join(lines[:40])
+    assert "bash scripts/quickstart.sh" in first and "bash scripts/test.sh" in first
+    assert "## Current results" in "\n".join(lines) and "docs/results.md" in "\n".join(lines)
+    assert not [line for line in lines if "numbers are for the expert of" in line]
