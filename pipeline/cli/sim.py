@@ -14,19 +14,45 @@ from mtil.pipeline.cli.argsfrom import HelpFormatter, add_config_command, checki
 
 
 def register_tasks(sub, help_text: str) -> None:
+    from mtil.pipeline.sim.backends import BACKENDS
+
     p = sub.add_parser("tasks", help=help_text, formatter_class=HelpFormatter,
-                       description="List the simulated language tasks: scene, canonical (training) instruction, "
-                                   "held-out paraphrases, and the held-out task compositions for zero-shot "
-                                   "evaluation.")
+                       description="List a simulator's language tasks: canonical (training) instruction, "
+                                   "held-out paraphrases, named task sets (usable wherever --tasks is) and, for our "
+                                   "suite, scenes and the held-out task compositions for zero-shot evaluation.")
+    p.add_argument("--suite", default="robosuite", choices=list(BACKENDS),
+                   help="robosuite: our 9-task suite (default); metaworld: Meta-World's MT50 (sets mt10, mt50 and "
+                        "the difficulty groups)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
     p.set_defaults(func=_run_tasks)
+
+
+def _run_catalogue(backend, as_json: bool) -> int:
+    """A backend's tasks grouped by its named sets (every backend but our suite, which has scenes)."""
+    from dataclasses import asdict
+
+    if as_json:
+        print(json.dumps({"sets": {k: list(v) for k, v in backend.task_sets.items()},
+                          "tasks": {n: asdict(t) for n, t in backend.tasks.items()}}, indent=2))
+        return 0
+    sets = ", ".join(f"{k} ({len(v)})" for k, v in backend.task_sets.items())
+    print(f"{backend.name}: {len(backend.tasks)} tasks; sets for --tasks: {sets}")
+    for name, spec in backend.tasks.items():
+        group = getattr(spec, "difficulty", "")
+        print(f"  {name:<30} {group:<10} \"{spec.instruction}\"")
+        for para in spec.paraphrases:
+            print(f"  {'':<41}   paraphrase (held out): \"{para}\"")
+    return 0
 
 
 def _run_tasks(args) -> int:
     from dataclasses import asdict
 
+    from mtil.pipeline.sim.backends import backend_named
     from mtil.pipeline.sim.tasks import SCENES, TASKS
 
+    if backend_named(args.suite).tasks is not TASKS:
+        return _run_catalogue(backend_named(args.suite), args.json)
     if args.json:
         print(json.dumps({"scenes": {n: asdict(s) for n, s in SCENES.items()},
                           "tasks": {n: asdict(t) for n, t in TASKS.items()}}, indent=2))

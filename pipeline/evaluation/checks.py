@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtil.datasets.errors import UserError
-from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
+from mtil.pipeline.sim.backends import is_catalogue_env
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
@@ -29,7 +29,7 @@ def check_envs(rows: list[Row], env_args: dict, ckpt: Checkpoint, name: str) -> 
         if key in seen:
             continue
         seen.add(key)
-        task = row.task if args["env_name"] == SUITE_ENV_NAME else None
+        task = row.task if is_catalogue_env(args) else None
         check_env_for_policy(args, task, ckpt.policy_config, f"{name}: env_args of task {row.task}")
     check_state_sizes(rows, env_args)
 
@@ -44,7 +44,7 @@ def check_state_sizes(rows: list[Row], env_args: dict) -> None:
         if not row.init_states:
             continue
         args = row.env_args or env_args
-        task = row.task if args["env_name"] == SUITE_ENV_NAME else None
+        task = row.task if is_catalogue_env(args) else None
         size, have = env_state_size(args, task, where=f"env_args of task {row.task}"), len(row.init_states[0])
         if have != size:
             raise UserError(f"--seeds-from {row.init_states_from}: the demos' states of task {row.task!r} have {have} "
@@ -80,7 +80,7 @@ def attach_initial_states(rows: list[Row], path: str, n: int, env_args: dict) ->
                 raise UserError(f"{where}: its demos were recorded in the {file_env} env, but task {row.task!r} of "
                                 f"this checkpoint runs in the {row_env} env: their simulator states do not fit it"
                                 + (" (choose tasks with --tasks)" if len({r.task for r in rows}) > 1 else ""))
-            if row_env == SUITE_ENV_NAME:
+            if is_catalogue_env(row.env_args or env_args):
                 demos = [d for d in info.demos if d.task_name == row.task or d.instruction == row.instruction]
             else:  # one task per stock env: every demo of a file of that env
                 demos = list(info.demos) if file_env == row_env else \

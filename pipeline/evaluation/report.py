@@ -169,10 +169,9 @@ def stage_table(rows: list[dict]) -> list[str]:
 
 
 def _task_stages(task: str) -> tuple[str, ...]:
-    from mtil.pipeline.sim.stages import stages_of_kind
-    from mtil.pipeline.sim.tasks import TASKS
+    from mtil.pipeline.sim.backends import stages_of_task
 
-    return stages_of_kind(TASKS[task].kind if task in TASKS else None)
+    return stages_of_task(task)
 
 
 def _plot(path: str, result: dict) -> None:

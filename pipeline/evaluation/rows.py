@@ -27,7 +27,7 @@ import numpy as np
 
 from mtil.datasets.errors import UserError
 from mtil.pipeline.evaluation.config import TRAIN_INSTRUCTION, Row
-from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
+from mtil.pipeline.sim.backends import backend_for, is_catalogue_env
 
 if TYPE_CHECKING:
     from mtil.pipeline.checkpoint import Checkpoint
@@ -38,7 +38,7 @@ def has_own_envs(ckpt: Checkpoint) -> bool:
     """Whether the checkpoint's tasks come from different environments, not all of them the suite (whose
     env follows from the task name)."""
     per_task = ckpt.task_env_args
-    return bool(per_task) and any((a or {}).get("env_name") != SUITE_ENV_NAME for a in per_task.values())
+    return bool(per_task) and any(not is_catalogue_env(a) for a in per_task.values())
 
 
 def _task_env_args(ckpt: Checkpoint, text: str) -> dict | None:
@@ -53,15 +53,13 @@ def suite_task_names(ckpt: Checkpoint) -> dict[str, str]:
     read), else by elimination: the one task of its ``env_args``' ``mtil_tasks`` ({name: instruction}, what
     was collected) that no other instruction claims, when it is the only unnamed instruction of those
     env_args. Instructions found by none are left out."""
-    from mtil.pipeline.sim.tasks import TASKS, task_for_instruction
-
     names: dict[str, str] = {}
     unnamed: dict[str, tuple[dict, list[str]]] = {}  # env_args (as JSON) -> (env_args, unnamed instructions)
     for text in ckpt.tasks:
         args = _task_env_args(ckpt, text)
-        if not args or args.get("env_name") != SUITE_ENV_NAME:
+        if not is_catalogue_env(args):
             continue
-        task = task_for_instruction(text)
+        task = backend_for(args).task_for_instruction(text)
         if task is not None:
             names[text] = task
         else:
@@ -69,14 +67,15 @@ def suite_task_names(ckpt: Checkpoint) -> dict[str, str]:
     if not unnamed:
         return names
     in_data = _data_task_names(ckpt.train_config.get("data") or [])
-    for _, texts in unnamed.values():
+    for args, texts in unnamed.values():
         for text in texts:
-            if in_data.get(text) in TASKS:
+            if in_data.get(text) in backend_for(args).tasks:
                 names[text] = in_data[text]
     claimed = set(names.values())
     for args, texts in unnamed.values():
         texts = [t for t in texts if t not in names]
-        free = [n for n in (args.get("mtil_tasks") or {}) if n in TASKS and n not in claimed]
+        catalogue = backend_for(args).tasks
+        free = [n for n in (args.get("mtil_tasks") or {}) if n in catalogue and n not in claimed]
         if len(texts) == 1 and len(free) == 1:
             names[texts[0]] = free[0]
             claimed.add(free[0])
@@ -112,12 +111,10 @@ def _data_task_names(paths: list[str]) -> dict[str, str]:
     return found
 
 
-def _paraphrases(task: str, trained: str) -> list[str]:
-    """Held-out wordings of suite ``task`` for a policy trained on the instruction ``trained``: its canonical
-    instruction and paraphrases, less the trained one."""
-    from mtil.pipeline.sim.tasks import TASKS
-
-    spec = TASKS[task]
+def _paraphrases(task: str, trained: str, env_args: dict) -> list[str]:
+    """Held-out wordings of catalogue ``task`` for a policy trained on the instruction ``trained``: its
+    canonical instruction and paraphrases, less the trained one."""
+    spec = backend_for(env_args).tasks[task]
     key = " ".join(trained.lower().split())
     return [p for p in (spec.instruction, *spec.paraphrases) if p != key]
 
@@ -159,7 +156,7 @@ def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row
         env_args = _task_env_args(ckpt, text)
         if not env_args or "env_name" not in env_args:
             raise UserError(f"{cfg.checkpoint}: task {text!r} has no env_args: cannot rebuild its environment")
-        suite = env_args["env_name"] == SUITE_ENV_NAME
+        suite = is_catalogue_env(env_args)
         task = suite_names.get(text) if suite else (env_args.get("mtil_task") or env_args["env_name"])
         if task is None:
             unnamed.append(text)
@@ -183,7 +180,7 @@ def per_task_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row
             if cfg.instructions in ("train", "all"):
                 rows.append(Row(task, TRAIN_INSTRUCTION, text, text, env_args=env_args))
             if suite and cfg.instructions in ("heldout", "all") and heldout:
-                rows += [Row(task, "paraphrase", p, p, env_args=env_args) for p in _paraphrases(task, text)]
+                rows += [Row(task, "paraphrase", p, p, env_args=env_args) for p in _paraphrases(task, text, env_args)]
     elif condition == "goal_image" and cfg.goal_source == "expert":
         stock = [(task, env_args["env_name"]) for task, _, env_args, suite in entries if not suite]
         if stock:
@@ -219,7 +216,7 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     rows: list[Row] = []
     if has_own_envs(ckpt):  # tasks from different environments: each in its own
         rows = per_task_rows(cfg, ckpt, condition)
-    elif env_args["env_name"] != SUITE_ENV_NAME:  # a stock robosuite env: one task, as named in the data
+    elif not is_catalogue_env(env_args):  # a stock robosuite env: one task, as named in the data
         name = env_args.get("mtil_task") or env_args["env_name"]
         if cfg.tasks and cfg.tasks not in ([env_args["env_name"]], [name]):
             raise UserError(f"--tasks: this checkpoint's env is {env_args['env_name']}; no other task exists")
@@ -227,7 +224,7 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
             rows.append(Row(name, TRAIN_INSTRUCTION, trained[0], trained[0]))
         rows = _demo_rows(rows, cfg, ckpt, condition, {name: trained[0]})
     else:
-        rows = _suite_rows(cfg, ckpt, condition)
+        rows = _suite_rows(cfg, ckpt, condition, env_args)
     if cfg.seeds_from:
         from mtil.pipeline.evaluation.checks import attach_initial_states
 
@@ -235,12 +232,12 @@ def plan_rows(cfg: EvalConfig, ckpt: Checkpoint) -> tuple[list[Row], dict]:
     return rows, env_args
 
 
-def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
+def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str, env_args: dict) -> list[Row]:
     """Rows of a checkpoint trained on suite tasks: each trained task (``--tasks``: those named) with the
     instruction it was trained on (edited ones too: ``suite_task_names``), its held-out paraphrases and the
     held-out compositions (``--instructions``), or its goal image / demo clip."""
-    from mtil.pipeline.sim.tasks import TASKS, held_out_tasks
-
+    backend = backend_for(env_args)
+    TASKS, held_out = backend.tasks, backend.task_sets.get("held_out", ())
     heldout = ckpt.policy_config.conditioning_config.spec.heldout_instructions
     suite_names = suite_task_names(ckpt)
     by_name: dict[str, str] = {}  # task name -> the instruction the checkpoint was trained on
@@ -263,9 +260,9 @@ def _suite_rows(cfg: EvalConfig, ckpt: Checkpoint, condition: str) -> list[Row]:
             if cfg.instructions in ("train", "all"):
                 rows.append(Row(n, TRAIN_INSTRUCTION, by_name[n], by_name[n]))
             if cfg.instructions in ("heldout", "all") and heldout:
-                rows += [Row(n, "paraphrase", p, p) for p in _paraphrases(n, by_name[n])]
+                rows += [Row(n, "paraphrase", p, p) for p in _paraphrases(n, by_name[n], env_args)]
         if cfg.instructions in ("heldout", "all") and heldout:
-            for n in held_out_tasks():
+            for n in held_out:
                 if (not cfg.tasks or n in cfg.tasks) and n not in by_name:
                     rows.append(Row(n, "held-out task", TASKS[n].instruction, TASKS[n].instruction))
     if condition == "goal_image" and cfg.goal_source == "expert":

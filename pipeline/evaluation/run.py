@@ -52,10 +52,7 @@ def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps
 
     torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
     from mtil.pipeline.checkpoint import load_policy
-    from mtil.pipeline.sim.envs import make_env
-    from mtil.pipeline.sim.experts import run_expert_episode
-    from mtil.pipeline.sim.stages import StageTracker
-    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
+    from mtil.pipeline.sim.backends import backend_for, is_catalogue_env
 
     policy, _ = load_policy(policy_source, ema=ema)
     if overrides:  # rollout options changed at evaluation (--exec-steps, --temporal-ensemble)
@@ -68,9 +65,10 @@ def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps
         frames = []
         t0 = time.perf_counter()
         try:
+            args = row.env_args or env_args  # the task's own env, where tasks come from several
+            backend = backend_for(args)
             if row.task not in envs:
-                args = row.env_args or env_args  # the task's own env, where tasks come from several
-                envs[row.task] = make_env(args, task=row.task if args["env_name"] == SUITE_ENV_NAME else None)
+                envs[row.task] = backend.make_env(args, task=row.task if is_catalogue_env(args) else None)
             env = envs[row.task]
             task_input, extra, goal = row.task_input, {}, None
             if isinstance(task_input, dict) and "clips" in task_input:  # --clips N: episode i by clip i mod N
@@ -78,21 +76,21 @@ def _worker(policy_source, ema: bool, env_args: dict, rows: list[Row], max_steps
                 task_input, extra = {"video": task_input["clips"][k]}, {"clip": task_input["names"][k]}
             if isinstance(task_input, dict) and task_input.get("expert_goal"):
                 # the expert's episode on this very seed: its last frame is the goal (same scene)
-                ok, _, last = run_expert_episode(env, row.task, seed, horizon=max(max_steps, 400))
+                ok, _, last = backend.run_expert_episode(env, row.task, seed, horizon=max(max_steps, 400))
                 goal = task_input = np.asarray(last[policy.cfg.image_keys[0]])
                 extra = {"goal_demo_success": bool(ok)}
             policy.reset()
             obs = env.reset(seed=seed)
             if row.init_states is not None:
                 obs = env.reset_to_state(row.init_states[i])
-            tracker = StageTracker(env.raw)
+            tracker = backend.stage_tracker(env)
             success, steps = False, 0
             while steps < max_steps:
                 steps += 1
                 obs, _, done, _ = env.step(policy.predict_action(obs, task_input))
-                tracker.step(env.raw, success=done)  # env.step's done is the success predicate
+                tracker.step(env, success=done)  # env.step's done is the success predicate
                 if record:
-                    frames.append(env.render_frame("agentview", video_size))
+                    frames.append(env.render_frame(None, video_size))  # the backend's video camera
                 if done:
                     success = True
                     break

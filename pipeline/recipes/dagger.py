@@ -92,13 +92,14 @@ class DaggerConfig:
 
 def expert_tasks(ckpt, path: str) -> tuple[list[str], int]:
     """(suite task names, camera size) of a checkpoint; UserError when its tasks have no scripted expert."""
-    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME, task_for_instruction
+    from mtil.pipeline.sim.backends import backend_for, is_catalogue_env
 
     env_args = ckpt.env_args or {}
-    if env_args.get("env_name") != SUITE_ENV_NAME:
+    if not is_catalogue_env(env_args):
         raise UserError(f"{path}: DAgger needs a scripted expert to label states, and this policy was trained on "
-                        f"{env_args.get('env_name') or 'data without env_args'}, not on the simulated task suite")
-    names = [task_for_instruction(t) for t in ckpt.tasks]
+                        f"{env_args.get('env_name') or 'data without env_args'}, not on the simulated task suite "
+                        "or Meta-World")
+    names = [backend_for(env_args).task_for_instruction(t) for t in ckpt.tasks]
     missing = [t for t, n in zip(ckpt.tasks, names) if n is None]
     if missing:
         raise UserError(f"{path}: DAgger needs a scripted expert; no suite task has the instruction {missing[0]!r}")
@@ -111,7 +112,7 @@ def check_data(cfg: DaggerConfig, ckpt) -> None:
     import h5py
 
     from mtil.datasets.manifest import manifest_from_inputs
-    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
+    from mtil.pipeline.sim.backends import backend_for, is_catalogue_env
 
     for path in cfg.data:
         if not os.path.isfile(path):
@@ -121,8 +122,9 @@ def check_data(cfg: DaggerConfig, ckpt) -> None:
                 raw = f["data"].attrs.get("env_args") if "data" in f else None
         except OSError as e:
             raise UserError(f"--data {path}: not a readable HDF5 file ({e})") from None
-        name = (json.loads(raw) if raw else {}).get("env_name") if isinstance(raw, (str, bytes)) else None
-        if name != SUITE_ENV_NAME:
+        args = json.loads(raw) if isinstance(raw, (str, bytes)) and raw else {}
+        name = args.get("env_name")
+        if not is_catalogue_env(args) or backend_for(args) is not backend_for(ckpt.env_args):
             raise UserError(f"--data {path}: demos of {name or 'an unknown environment'}, not of the simulated suite "
                             f"{cfg.checkpoint} was trained on (DAgger aggregates them with the suite's rollouts)")
     try:

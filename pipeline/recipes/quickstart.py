@@ -17,13 +17,19 @@ from mtil.datasets.errors import UserError, check_range
 
 PRESETS: dict[str, dict] = {
     "lifts": {"out": "quickstart", "tasks": "lift_red,lift_green,lift_blue", "demos_per_task": 40, "steps": 3000,
-              "episodes_per_task": 20, "max_steps": 200},
+              "episodes_per_task": 20, "max_steps": 200, "image_size": 64},
     "suite": {"out": "quickstart_suite", "tasks": "all", "demos_per_task": 45, "steps": 6000,
-              "episodes_per_task": 50, "max_steps": 250},
+              "episodes_per_task": 50, "max_steps": 250, "image_size": 64},
+    "mt10": {"out": "quickstart_mt10", "tasks": "mt10", "demos_per_task": 45, "steps": 6000,
+             "episodes_per_task": 50, "max_steps": 500, "image_size": 84},
+    "mt50": {"out": "quickstart_mt50", "tasks": "mt50", "demos_per_task": 45, "steps": 30000,
+             "episodes_per_task": 50, "max_steps": 500, "image_size": 84},
 }
 """What each --preset sets (an option given on the command line wins). lifts: three tasks that share one
-scene and differ only in words (~4 min on 2 CPU cores, 93% over 3 seeds). suite: all 9 tasks with the
-recipe of docs/results.md sections 11, 14 and 16 (91.2% over 3 seeds at 50 episodes per task; under 1 h here)."""
+scene and differ only in words (~4 min on 2 CPU cores, 95% over 3 seeds). suite: all 9 tasks with the
+recipe of docs/results.md sections 11, 14 and 16 (91.2% over 3 seeds at 50 episodes per task; under 1 h here).
+mt10, mt50: Meta-World's benchmarks, demos from the package's scripted policies, evaluated within the
+benchmark's 500 steps on task variations never collected (docs/results.md)."""
 
 
 @dataclass
@@ -33,8 +39,8 @@ class QuickstartConfig:
     about an hour (docs/benchmarks.md, docs/results.md)."""
 
     preset: str = "lifts"
-    """lifts (3 tasks told apart only by words) | suite (all 9 tasks, 50 episodes each): sets the options below
-    that are left at 0 / empty"""
+    """lifts (3 tasks told apart only by words) | suite (all 9 tasks, 50 episodes each) | mt10 | mt50
+    (Meta-World): sets the options below that are left at 0 / empty"""
     out: str = ""
     """directory for demos.hdf5, run/ (checkpoints, TensorBoard) and eval/ (report, plot, videos); empty: from
     the preset (quickstart, quickstart_suite)"""
@@ -54,8 +60,9 @@ class QuickstartConfig:
     """steps before an evaluation episode counts as a failure; 0: from the preset (200, 250)"""
     workers: int = 2
     """parallel simulator processes for collection and evaluation"""
-    image_size: int = 64
-    """camera image size in pixels"""
+    image_size: int = 0
+    """camera image size in pixels; 0: from the preset (64 for our suite, 84 for Meta-World, whose objects are
+    smaller in the frame)"""
     seed: int = 0
     """seed of collection and training"""
     conditioning: str = "language"

@@ -36,7 +36,6 @@ import numpy as np
 
 from mtil.datasets.atomic import AtomicPath
 from mtil.datasets.errors import UserError
-from mtil.pipeline.sim.tasks import CAMERAS, SCENE_CAMERAS
 
 
 def episode_seed(seed: int, task: str, index: int) -> int:
@@ -50,7 +49,8 @@ class CollectConfig:
     """Collect scripted-expert demonstrations of simulated language tasks into one HDF5 file."""
 
     tasks: str = "all"
-    """'all' (training tasks), 'held_out', 'everything', or comma-separated task names (see `mtil tasks`)"""
+    """our suite: 'all' (training tasks), 'held_out', 'everything'; Meta-World: 'mt10', 'mt50', 'easy',
+    'medium', 'hard', 'very_hard'; or comma-separated task names of one simulator (see `mtil tasks --suite`)"""
     demos_per_task: int = 10
     """successful demos kept per task"""
     out: str = "demos.hdf5"
@@ -61,11 +61,11 @@ class CollectConfig:
     """run seed; episode seeds derive from (seed, task, episode index)"""
     image_size: int = 84
     """camera height = width in pixels"""
-    cameras: list[str] = field(default_factory=lambda: list(CAMERAS))
-    """robosuite cameras recorded as <name>_image: agentview, robot0_eye_in_hand, frontview, birdview, sideview,
-    robot0_robotview, thirdview (ours: the table's far corner, close). A third view no policy trains on gives demo
-    clips from a camera the policy never sees; `mtil train` uses every camera of its data unless --image-keys
-    says otherwise)"""
+    cameras: list[str] = field(default_factory=list)
+    """cameras recorded as <name>_image (default: the simulator's, agentview robot0_eye_in_hand for our suite,
+    corner2 for Meta-World). Our suite also has frontview, birdview, sideview, robot0_robotview and thirdview
+    (ours: the table's far corner, close): a third view no policy trains on gives demo clips from a camera the
+    policy never sees; `mtil train` uses every camera of its data unless --image-keys says otherwise"""
     next_obs: bool = False
     """store next_obs/<key> as real copies (the observation after each step, the last one from the env);
     without it next_obs/<key> are virtual datasets over obs/<key> shifted by one step (no extra bytes; the
@@ -102,21 +102,25 @@ class CollectConfig:
     """show a progress bar; --no-progress turns it off"""
     task_names: list[str] = field(default_factory=list, init=False, repr=False)
     """the task names ``tasks`` resolves to (set in __post_init__)"""
+    backend: str = field(default="", init=False, repr=False)
+    """the simulator backend those tasks belong to (set in __post_init__)"""
 
     def __post_init__(self):
-        from mtil.pipeline.sim.tasks import resolve_tasks
+        from mtil.pipeline.sim.backends import resolve_tasks
 
-        self.task_names = resolve_tasks(self.tasks)
+        backend, self.task_names = resolve_tasks(self.tasks)
+        self.backend = backend.name
+        self.cameras = list(self.cameras or backend.cameras)
         if self.demos_per_task < 1:
             raise UserError(f"--demos-per-task must be >= 1, got {self.demos_per_task}")
         if not 1 <= self.workers <= 64:
             raise UserError(f"--workers must be between 1 and 64, got {self.workers}")
         if not 16 <= self.image_size <= 512:
             raise UserError(f"--image-size must be between 16 and 512, got {self.image_size}")
-        bad = [c for c in self.cameras if c not in SCENE_CAMERAS]
-        if bad or not self.cameras or len(set(self.cameras)) != len(self.cameras):
+        bad = [c for c in self.cameras if c not in backend.valid_cameras]
+        if bad or len(set(self.cameras)) != len(self.cameras):
             raise UserError(f"--cameras {' '.join(self.cameras)}: give distinct cameras among "
-                            f"{', '.join(SCENE_CAMERAS)}")
+                            f"{', '.join(backend.valid_cameras)}")
         if self.render_quality not in ("fast", "default"):
             raise UserError(f"--render-quality must be 'fast' or 'default', got {self.render_quality!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -158,7 +162,8 @@ class CollectConfig:
 
 
 def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep_failures: bool = False,
-                   action_noise: float = 0.0, dart_noise: float = 0.0, policy=None, beta: float = 0.0) -> dict | None:
+                   action_noise: float = 0.0, dart_noise: float = 0.0, policy=None, beta: float = 0.0,
+                   backend=None) -> dict | None:
     """Run one episode, recording everything a demo stores (``success`` says how it ended); None if it did
     not succeed and ``keep_failures`` is off.
 
@@ -167,8 +172,9 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep
     probability ``beta`` a step executes the expert's action instead; every step is labelled with the
     expert's clean action for the visited state. ``executed_actions`` always holds what was executed.
     """
-    from mtil.pipeline.sim.experts import run_expert_episode
+    from mtil.pipeline.sim.backends import BACKENDS, DEFAULT
 
+    backend = backend or BACKENDS[DEFAULT]
     obs_list, states, actions, rewards, dones, executed = [], [], [], [], [], []
 
     def on_step(obs, state, action, reward, done, ex):
@@ -188,8 +194,8 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep
                 return clean
             return np.clip(np.asarray(policy.predict_action(obs, instruction), dtype=np.float64), -1.0, 1.0)
 
-    ok, _, final_obs = run_expert_episode(env, task, seed, horizon=horizon, on_step=on_step,
-                                          action_noise=action_noise, dart_noise=dart_noise, driver=driver)
+    ok, _, final_obs = backend.run_expert_episode(env, task, seed, horizon=horizon, on_step=on_step,
+                                                  action_noise=action_noise, dart_noise=dart_noise, driver=driver)
     if not ok and not keep_failures:
         return None
     ep = {
@@ -203,7 +209,9 @@ def record_episode(env, task: str, seed: int, horizon: int, next_obs: bool, keep
     }
     if next_obs:
         ep["next_obs"] = {k: np.stack([o[k] for o in obs_list[1:]] + [final_obs[k]]) for k in obs_list[0]}
-    ep["model_file"] = env.raw.raw_xml
+    model_file = backend.model_file(env)
+    if model_file is not None:
+        ep["model_file"] = model_file
     return ep
 
 
@@ -213,8 +221,10 @@ def _collector(env_args: dict, horizon: int, next_obs: bool, opts: dict, policy_
 
     ``opts``: keep_failures, action_noise, dart_noise, beta. ``policy_loader``: a picklable callable that
     returns the policy acting in DAgger rollouts (this layer never imports checkpoints or policies)."""
-    from mtil.pipeline.sim.envs import UnstableSimulation, make_env
-    from mtil.pipeline.sim.tasks import TASKS
+    from mtil.pipeline.sim.backends import backend_for
+    from mtil.pipeline.sim.envs import UnstableSimulation
+
+    backend = backend_for(env_args)
 
     policy = None
     if policy_loader is not None:
@@ -227,14 +237,13 @@ def _collector(env_args: dict, horizon: int, next_obs: bool, opts: dict, policy_
     def handle(job):
         task, index, seed = job
         try:
-            scene = TASKS[task].scene
-            if scene not in envs:
-                envs[scene] = make_env(env_args, task=task)
-            env = envs[scene]
-            env.raw.set_task(task)
-            env.task, env.instruction = task, TASKS[task].instruction
+            key = backend.env_key(task)
+            if key not in envs:
+                envs[key] = backend.make_env(env_args, task=task)
+            env = envs[key]
+            backend.set_task(env, task)
             ep = record_episode(env, task, seed, horizon, next_obs, opts["keep_failures"], opts["action_noise"],
-                                opts["dart_noise"], policy, opts["beta"])
+                                opts["dart_noise"], policy, opts["beta"], backend=backend)
             return ("ok" if ep is not None and (ep["success"] or policy is not None) else "fail"), ep
         except UnstableSimulation as e:
             return "error", str(e)
@@ -288,16 +297,16 @@ def collect(cfg: CollectConfig, policy_loader=None) -> dict:
     (``mtil.pipeline.checkpoint.rollout_policy_loader(path)``)."""
     import h5py
 
+    from mtil.pipeline.sim.backends import backend_named
     from mtil.pipeline.sim.demo_file import finish_file, remove_stale_temps, write_demo
-    from mtil.pipeline.sim.envs import suite_env_args
     from mtil.pipeline.sim.pool import Died, Progress, WorkerPool
-    from mtil.pipeline.sim.tasks import TASKS
 
     if cfg.policy and policy_loader is None:
         raise UserError("--policy: collect() needs policy_loader (mtil.pipeline.checkpoint.rollout_policy_loader)")
     tasks, N = cfg.task_names, cfg.demos_per_task
     tally = _Tally(cfg, cfg.max_failures or (10 + 20 * N if cfg.keep_failures else 10 + 2 * N))
-    env_args = suite_env_args(cfg.image_size, cfg.render_quality, cameras=cfg.cameras, tasks=tasks)
+    catalogue = backend_named(cfg.backend).tasks
+    env_args = backend_named(cfg.backend).env_args(tasks, cfg.image_size, cfg.cameras, cfg.render_quality)
     remove_stale_temps(cfg.out)
     opts = {"keep_failures": cfg.keep_failures or bool(cfg.policy), "action_noise": cfg.action_noise,
             "dart_noise": cfg.noise, "beta": cfg.beta}
@@ -326,7 +335,8 @@ def collect(cfg: CollectConfig, policy_loader=None) -> dict:
                     status, payload = res if isinstance(res, tuple) else ("error", str(res))
                 if status == "ok" or (status == "fail" and payload is not None):  # payload: a kept failure
                     name = f"tmp_{task}_{index}"
-                    write_demo(data, name, payload, task, TASKS[task].instruction, episode_seed(cfg.seed, task, index))
+                    write_demo(data, name, payload, task, catalogue[task].instruction,
+                               episode_seed(cfg.seed, task, index))
                     tally.kept[(task, index)] = name
                     bar.update(1 if status == "ok" else 0)
                 tally.account(status, task, index, payload, pool)

@@ -32,8 +32,9 @@ def link_next_obs(g) -> None:
 def write_demo(f, name: str, ep: dict, task: str, instruction: str, seed: int) -> None:
     g = f.create_group(name)
     T = len(ep["actions"])
-    g.attrs.update(num_samples=T, language_instruction=instruction, mtil_task=task, seed=seed,
-                   model_file=ep["model_file"], success=ep["success"])
+    g.attrs.update(num_samples=T, language_instruction=instruction, mtil_task=task, seed=seed, success=ep["success"])
+    if "model_file" in ep:  # robosuite: the MJCF replay rebuilds the scene from
+        g.attrs["model_file"] = ep["model_file"]
     for k in ("actions", "executed_actions", "states", "rewards", "dones"):
         g.create_dataset(k, data=ep[k])  # contiguous, uncompressed: memory-mappable
     for grp in ("obs", "next_obs"):

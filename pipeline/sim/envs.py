@@ -196,7 +196,11 @@ class SimEnv:
     def is_success(self) -> bool:
         return bool(self.raw._check_success())
 
-    def render_frame(self, camera: str = "agentview", size: int = 256) -> np.ndarray:
+    video_camera = "agentview"
+    """the camera evaluation videos show"""
+
+    def render_frame(self, camera: str | None = None, size: int = 256) -> np.ndarray:
+        camera = camera or self.video_camera
         """(size, size, 3) uint8 upright frame from ``camera`` (for videos; not an observation)."""
         self._gl_current()
         img = self.raw.sim.render(width=size, height=size, camera_name=camera)

@@ -18,17 +18,20 @@ import json
 
 from mtil.datasets.errors import UserError
 from mtil.datasets.manifest_types import FileEntry
-from mtil.pipeline.sim.tasks import SUITE_ENV_NAME
+from mtil.pipeline.sim.backends import is_catalogue_env
 
 _CACHE: dict[str, dict] = {}
 
 
-def describes_robosuite_env(env_args: dict | None) -> bool:
-    """Whether ``env_args`` look like a robosuite env's recipe (our suite, or an env with robots), judged
-    without importing robosuite (a synthetic or foreign file's env_args do not)."""
-    if not isinstance(env_args, dict) or "env_name" not in env_args or int(env_args.get("type", 1)) != 1:
+def describes_simulator_env(env_args: dict | None) -> bool:
+    """Whether ``env_args`` look like an env mtil can build: a backend's own (our suite, Meta-World) or a
+    stock robosuite env with robots, judged without importing a simulator (a synthetic or foreign file's
+    env_args do not)."""
+    if not isinstance(env_args, dict) or "env_name" not in env_args:
         return False
-    return env_args["env_name"] == SUITE_ENV_NAME or "robots" in (env_args.get("env_kwargs") or {})
+    if is_catalogue_env(env_args):
+        return True
+    return int(env_args.get("type", 1)) == 1 and "robots" in (env_args.get("env_kwargs") or {})
 
 
 class UnknownEnv(UserError):
@@ -38,14 +41,15 @@ class UnknownEnv(UserError):
 def _prober():
     """Worker side (pipeline/sim/pool.py): the handler builds the env a job ``(env_args, task)`` describes and
     returns ``("ok", spec)``, ``("unknown", "")`` or ``("error", cause)``."""
-    from robosuite.environments.base import REGISTERED_ENVS
-
-    from mtil.pipeline.sim.envs import make_env
+    from mtil.pipeline.sim.backends import make_env
 
     def handle(job):
         env_args, task = job
-        if env_args.get("env_name") != SUITE_ENV_NAME and env_args.get("env_name") not in REGISTERED_ENVS:
-            return "unknown", ""
+        if not is_catalogue_env(env_args):  # a stock env a dataset names: robosuite must know it
+            from robosuite.environments.base import REGISTERED_ENVS
+
+            if env_args.get("env_name") not in REGISTERED_ENVS:
+                return "unknown", ""
         try:
             env = make_env(env_args, task=task)
             spec = {k: [list(shape), str(dtype)] for k, (shape, dtype) in env.observation_spec().items()}
@@ -87,8 +91,8 @@ def _probe(env_args: dict, task: str | None, where: str, timeout: float) -> dict
     except (RuntimeError, TimeoutError) as e:
         status, value = "error", str(e)
     if status == "unknown":
-        raise UnknownEnv(f"{where}: unknown environment {env_args.get('env_name')!r} (neither the mtil suite nor "
-                         "a registered robosuite env)")
+        raise UnknownEnv(f"{where}: unknown environment {env_args.get('env_name')!r} (neither a simulator "
+                         "backend's own env nor a registered robosuite env)")
     if status != "ok":
         name = env_args.get("env_name")
         robots = (env_args.get("env_kwargs") or {}).get("robots")
@@ -146,10 +150,10 @@ def check_rollout_envs(files: list[FileEntry], pcfg) -> None:
     for f in files:
         args = f.env_args
         key = repr(args)
-        if key in seen or not describes_robosuite_env(args):
+        if key in seen or not describes_simulator_env(args):
             continue
         seen.add(key)
-        task = next(iter(args.get("mtil_tasks") or {}), None) if args["env_name"] == SUITE_ENV_NAME else None
+        task = next(iter(args.get("mtil_tasks") or {}), None) if is_catalogue_env(args) else None
         check_env_for_policy(args, task, pcfg, f"{f.path}: env_args",
                              fix=" (choose keys with --lowdim-keys / --image-keys, or --skip-env-check)",
                              unknown_ok=True)

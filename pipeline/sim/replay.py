@@ -82,13 +82,16 @@ def _read_demo(cfg: ReplayConfig) -> tuple[dict, dict, np.ndarray, np.ndarray]:
 
 def replay(cfg: ReplayConfig) -> dict:
     """Replay ``cfg.demo``; returns {demo, task, steps, success, success_step, max_state_error, video}."""
+    from mtil.pipeline.sim.backends import backend_for, is_catalogue_env
     from mtil.pipeline.sim.envs import make_env
-    from mtil.pipeline.sim.tasks import SUITE_ENV_NAME, task_for_instruction
 
     env_args, attrs, states, actions = _read_demo(cfg)
+    if not backend_for(env_args).replays_demos:  # the replay below reads robosuite's MJCF and state layout
+        raise UserError(f"{cfg.file}: `mtil replay` rebuilds robosuite scenes from their MJCF and states; demos of "
+                        f"{env_args.get('env_name')} are not supported yet")
     task = attrs.get("mtil_task")
-    if task is None and env_args.get("env_name") == SUITE_ENV_NAME:
-        task = task_for_instruction(str(attrs.get("language_instruction", "")))
+    if task is None and is_catalogue_env(env_args):
+        task = backend_for(env_args).task_for_instruction(str(attrs.get("language_instruction", "")))
         if task is None:
             raise UserError(f"{cfg.file}: data/{cfg.demo} has no mtil_task attr and an unknown instruction")
     try:
