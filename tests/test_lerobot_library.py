@@ -133,3 +133,35 @@ def test_dataset_written_by_lerobot_ingests_trains_and_evaluates(lerobot_python,
                  "--max-steps", "8"]) == 0
     report = json.loads(open(os.path.join(ev, "eval.json")).read())
     assert report["complete"] and report["rows"][0]["task"] == "lift_red" and report["rows"][0]["errors"] == 0
+
+
+@pytest.fixture(scope="module")
+def collected_metaworld(tmp_path_factory):
+    """Two demos each of two Meta-World tasks at 32 px, from the package's scripted policies."""
+    pytest.importorskip("metaworld")
+    from mtil.pipeline.cli.main import main
+
+    path = str(tmp_path_factory.mktemp("mw") / "mw.hdf5")
+    assert main(["collect", "--tasks", "reach-v3,drawer-close-v3", "--demos-per-task", "2", "--workers", "1",
+                 "--out", path, "--image-size", "32", "--no-progress"]) == 0
+    return path
+
+
+def test_lerobot_loads_a_metaworld_export(lerobot_python, collected_metaworld, tmp_path):
+    """Issue 36: a Meta-World file exported with `mtil export` is a dataset LeRobot loads (80 fps, its
+    4-d actions, the benchmark's task sentences, the corner2 frames)."""
+    from mtil.pipeline.cli.main import main
+
+    out = str(tmp_path / "export")
+    assert main(["export", collected_metaworld, "--format", "lerobot", "--out", out]) == 0
+    stats = json.loads(_side(lerobot_python, "load", out, str(tmp_path / "frames.npz")).strip().splitlines()[-1])
+    demos = _demos(collected_metaworld)
+    assert stats["episodes"] == len(demos) == 4 and stats["fps"] == 80
+    got = np.load(tmp_path / "frames.npz")
+    cat = lambda k: np.concatenate([d[k] for d in demos])  # noqa: E731
+    np.testing.assert_array_equal(got["action"], cat("actions").astype(np.float32))
+    assert got["action"].shape[1] == 4
+    assert list(got["task"]) == [d["task"] for d in demos for _ in range(len(d["actions"]))]
+    assert {"reach a goal position", "push and close a drawer"} == set(got["task"])
+    frames = np.round(got["observation.images.corner2"].transpose(0, 2, 3, 1) * 255)
+    _close_images(frames, cat("corner2_image"), tolerance=(8.0, 90.0))

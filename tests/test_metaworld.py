@@ -15,7 +15,12 @@ metaworld = pytest.importorskip("metaworld")
 
 from mtil.pipeline.cli.main import main  # noqa: E402
 from mtil.pipeline.sim.backends import BACKENDS, backend_for, resolve_tasks  # noqa: E402
-from mtil.pipeline.sim.backends.metaworld import MetaWorldEnv, policy_class_name, scripted_policy  # noqa: E402
+from mtil.pipeline.sim.backends.metaworld import (  # noqa: E402
+    CONTROL_FREQ,
+    MetaWorldEnv,
+    policy_class_name,
+    scripted_policy,
+)
 from mtil.pipeline.sim.backends.metaworld_tasks import DIFFICULTIES, MT10, SETS, TASKS  # noqa: E402
 
 
@@ -42,6 +47,8 @@ def test_task_sets_resolve_wherever_tasks_is():
     assert resolve_tasks("all")[0].name == "robosuite"
     with pytest.raises(Exception, match="not the tasks of one simulator"):
         resolve_tasks("lift_red,reach-v3")
+    with pytest.raises(Exception, match="unknown task 'reach-v2'"):
+        resolve_tasks("mt10,reach-v2")
 
 
 def _benchmark_episode(env, policy, horizon=500):
@@ -73,6 +80,7 @@ def test_succeeds_exactly_where_the_benchmarks_env_does(task):
                 break
         assert bench_step is not None and our_step == bench_step, (task, bench_step, our_step)
         np.testing.assert_allclose(ours.raw_obs, bench_obs, atol=1e-8)
+        assert round(1 / (bench.model.opt.timestep * bench.frame_skip)) == CONTROL_FREQ
         bench.close()
     ours.close()
 

@@ -41,9 +41,15 @@ def resolve_tasks(spec: str) -> tuple[Backend, list[str]]:
         names = backend.resolve(spec)
         if names:
             return backend, names
-    known = "; ".join(f"{b.name}: {', '.join([*b.task_sets, *b.tasks])}" for b in BACKENDS.values())
-    raise UserError(f"--tasks {spec!r}: not the tasks of one simulator (`mtil tasks --suite NAME` lists them); "
-                    f"known: {known}")
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise UserError("--tasks: no task given")
+    unknown = [p for p in parts if not any(b.resolve(p) for b in BACKENDS.values())]
+    if unknown:
+        known = "; ".join(f"{b.name}: {', '.join([*b.task_sets, *b.tasks])}" for b in BACKENDS.values())
+        raise UserError(f"--tasks: unknown task {unknown[0]!r} (`mtil tasks --suite NAME` lists them); known: {known}")
+    raise UserError(f"--tasks {spec!r}: not the tasks of one simulator; collect each simulator's into its own "
+                    "file (files of several train together)")
 
 
 def make_env(env_args: dict | str, task: str | None = None, image_size: int | None = None,

@@ -32,6 +32,8 @@ if os.environ.get("DISPLAY") is None:
 ENV_NAME = "MetaWorld"
 CAMERAS = ("corner2",)
 CORNER2_POS = (0.75, 0.075, 0.7)
+CONTROL_FREQ = 80
+"""steps per second: MuJoCo's timestep 0.0025 s x frame_skip 5 (the fps of exported videos)"""
 STAGES = ("start", "reached", "grasped", "success")
 """reached: the benchmark's ``near_object``; grasped: its ``grasp_success``; success: ``success``."""
 _POLICY_NAMES = {"peg-insert-side-v3": "SawyerPegInsertionSideV3Policy"}
@@ -185,6 +187,7 @@ class MetaWorldBackend(Backend):
                 "env_version": getattr(metaworld, "__version__", "3.0.0"),
                 "env_kwargs": {"camera_names": list(CAMERAS), "camera_heights": int(image_size),
                                "camera_widths": int(image_size), "corner2_pos": list(CORNER2_POS),
+                               "control_freq": CONTROL_FREQ,
                                "goal_observable": True},
                 "image_convention": "opencv", "mtil_tasks": {t: TASKS[t].instruction for t in tasks},
                 "seed_policy": "episode seed = SeedSequence([--seed, crc32(task), episode index]); the task "
