@@ -181,10 +181,9 @@ class MetaWorldBackend(Backend):
     def env_args(self, tasks: list[str], image_size: int, cameras=CAMERAS, render_quality: str = "fast") -> dict:
         if list(cameras) != list(CAMERAS):
             raise UserError(f"--cameras: Meta-World tasks are recorded from {', '.join(CAMERAS)}")
-        import metaworld
+        from importlib.metadata import version
 
-        return {"env_name": ENV_NAME, "type": 2, "backend": self.name,
-                "env_version": getattr(metaworld, "__version__", "3.0.0"),
+        return {"env_name": ENV_NAME, "type": 2, "backend": self.name, "env_version": version("metaworld"),
                 "env_kwargs": {"camera_names": list(CAMERAS), "camera_heights": int(image_size),
                                "camera_widths": int(image_size), "corner2_pos": list(CORNER2_POS),
                                "control_freq": CONTROL_FREQ,
